@@ -1,0 +1,44 @@
+# Two commands: `make run` and `make test`. Everything they need is installed
+# here on first use and cached outside the clone (~/.cache/groupchat), so a
+# fresh clone on the same machine reuses it.
+
+NODE_VERSION  := 24
+CACHE         := $(HOME)/.cache/groupchat
+NODE_HOME     := $(CACHE)/node$(NODE_VERSION)
+NODE_BIN      := $(NODE_HOME)/node_modules/node/bin
+NODE          := $(NODE_BIN)/node
+export PATH   := $(CURDIR)/node_modules/.bin:$(NODE_BIN):$(PATH)
+
+.PHONY: run test build deps node chromium clean test-unit test-integration test-browser
+
+run: build
+	$(NODE) dist/workloads/cli/main.js up
+
+test: build chromium
+	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci
+
+build: deps
+	$(NODE) scripts/build.mjs
+
+deps: node node_modules/.installed
+
+node: $(NODE)
+
+$(NODE):
+	@echo "installing Node.js $(NODE_VERSION) into $(NODE_HOME)"
+	mkdir -p $(NODE_HOME)
+	cd $(NODE_HOME) && npm install --no-save --prefix . node@$(NODE_VERSION)
+	$(NODE) --version
+
+node_modules/.installed: package.json package-lock.json $(NODE)
+	npm ci
+	touch $@
+
+# Debian's Chromium drives the browser test (playwright-core, no downloads).
+chromium: /usr/bin/chromium
+
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+clean:
+	rm -rf dist workloads/protocol/generated

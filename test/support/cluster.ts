@@ -1,0 +1,80 @@
+// Starts `groupchat up` as a real child process for a test and stops it after.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const CLI = resolve('dist/workloads/cli/main.js');
+
+export interface Ready {
+  web: string;
+  gateways: string[];
+  proxies: string[];
+  logDir: string;
+}
+
+export interface ProcessStatus {
+  name: string;
+  role: string;
+  partition: number;
+  replica: number;
+  pid: number;
+  restarts: number;
+  member: { id: string; address: string; httpAddress?: string; wsUrl?: string; ready: boolean } | null;
+}
+
+export interface LocalClusterHandle {
+  ready: Ready;
+  child: ChildProcess;
+  processes(): Promise<ProcessStatus[]>;
+  /** Waits until the named process has restarted `restarts` times and is registered ready. */
+  waitForRestart(name: string, restarts: number): Promise<ProcessStatus>;
+  stop(): Promise<void>;
+}
+
+export async function startLocalCluster(args: string[] = []): Promise<LocalClusterHandle> {
+  const logDir = mkdtempSync(join(tmpdir(), 'groupchat-test-'));
+  const child = spawn(process.execPath, [CLI, 'up', '--web-port', '0', '--log-dir', logDir, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => { stderr += chunk; });
+  const ready = await new Promise<Ready>((resolvePromise, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      if (line.startsWith('ready ')) resolvePromise(JSON.parse(line.slice(6)) as Ready);
+    });
+    child.once('exit', (code) => reject(new Error(`groupchat up exited with ${code}: ${stderr}`)));
+  });
+  const processes = async (): Promise<ProcessStatus[]> => {
+    const res = await fetch(new URL('/cluster.json', ready.web));
+    return ((await res.json()) as { processes: ProcessStatus[] }).processes;
+  };
+  return {
+    ready,
+    child,
+    processes,
+    async waitForRestart(name, restarts) {
+      for (;;) {
+        const found = (await processes()).find((p) => p.name === name);
+        if (found && found.restarts >= restarts && found.member?.ready) return found;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    stop: () => new Promise<void>((resolvePromise) => {
+      if (child.exitCode !== null) return resolvePromise();
+      child.once('exit', () => resolvePromise());
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+/** Polls until check() holds; the bound only keeps a broken run from hanging. */
+export async function eventually(check: () => boolean, what: string, boundMs = 60_000): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

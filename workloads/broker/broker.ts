@@ -1,0 +1,240 @@
+// Broker: owns the rooms of one partition (RoomID % P). The replica that
+// orders a room (RoomID % R, or the next live one) stamps each message with
+// the room's sequence and fans it out to the gateways with members; a split
+// room's virtual rooms are shared among the live replicas of the partition,
+// which all hold the same RoomGatewayList. A publish is acked only when every
+// gateway it went to has acknowledged it.
+import { randomInt } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { metrics } from '../observability/http.js';
+import {
+  ALL_VROOMS, Long, maskWith, messageIdKey, peer, toNumber,
+  type MembershipUpdate, type Publish, type RoomDelivery,
+} from '../protocol/index.js';
+import type { Member } from '../registry/schema.js';
+import { partitionOf } from '../routing/placement.js';
+import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
+import type { PeerLink } from '../transport/peer-link.js';
+import { PeerPool } from '../transport/peer-pool.js';
+import { PeerServer } from '../transport/peer-server.js';
+import { GatewayChannel, Obligation } from './gateway-channel.js';
+import { RoomTable } from './room-table.js';
+
+const DEDUP_ENTRIES = 200_000;
+const MAX_UNACKED_PER_GATEWAY = 100_000;
+
+const publishes = new Counter({ name: 'groupchat_broker_publish_total', help: 'Publishes received', labelNames: ['result'], registers: [metrics] });
+const deliveries = new Counter({ name: 'groupchat_broker_delivery_total', help: 'RoomDelivery frames sent to gateways', registers: [metrics] });
+const fanoutSize = new Histogram({ name: 'groupchat_broker_fanout_gateways', help: 'Gateways per fan-out', buckets: [0, 1, 2, 4, 8, 16, 32, 64], registers: [metrics] });
+const staleUpdates = new Counter({ name: 'groupchat_broker_stale_membership_total', help: 'Membership entries older than the table', registers: [metrics] });
+const splitFanouts = new Counter({ name: 'groupchat_broker_split_fanout_total', help: 'Messages to split rooms, by how their virtual rooms were served', labelNames: ['share'], registers: [metrics] });
+const roomsGauge = new Gauge({ name: 'groupchat_broker_rooms', help: 'Rooms with members in this partition', registers: [metrics] });
+const unackedGauge = new Gauge({ name: 'groupchat_broker_unacked_deliveries', help: 'Deliveries awaiting a gateway ack', registers: [metrics] });
+
+interface DedupState { done: boolean; waiters: Array<() => void> }
+interface Forward { ownerId: string; delivery: RoomDelivery; obligation: Obligation }
+
+export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
+  const { registry, log, config } = ctx;
+  const partition = config.partition;
+  const table = new RoomTable(registry.topology().splitThreshold);
+  const sequencerId = randomInt(1, 0xffffffff);
+  const roomSeq = new Map<number, number>();
+  const dedup = new LRUCache<string, DedupState>({ max: DEDUP_ENTRIES });
+  const channels = new Map<string, GatewayChannel>();
+  const knownGateways = new Set<string>();
+  const peers = new PeerPool(ctx.self);
+  const forwards = new Map<number, Forward>();
+  let nextForwardId = 1;
+  let snapshotReceived = false;
+  const server = new PeerServer(ctx.self);
+
+  const channelFor = (gatewayId: string, address: string): GatewayChannel => {
+    let channel = channels.get(gatewayId);
+    if (!channel) {
+      channel = new GatewayChannel(gatewayId, address, ctx.self, MAX_UNACKED_PER_GATEWAY);
+      channels.set(gatewayId, channel);
+    }
+    return channel;
+  };
+
+  const dropGateway = (gatewayId: string) => {
+    table.removeGateway(gatewayId);
+    channels.get(gatewayId)?.close();
+    channels.delete(gatewayId);
+    roomsGauge.set(table.size);
+  };
+
+  /** Delivers to this replica's gateways for the virtual rooms in share (null: the whole room). */
+  const fanoutLocal = (delivery: RoomDelivery, share: Long | null, done: () => void): void => {
+    const targets = table.targets(delivery.roomId, share);
+    fanoutSize.observe(targets.length);
+    const obligation = new Obligation(targets.length, done);
+    const encoded = new Map<string, Uint8Array>();
+    for (const target of targets) {
+      // Encode once per distinct mask: every gateway of an unsplit room shares one frame.
+      const mask = share ? target.mask : ALL_VROOMS;
+      const key = `${mask.high}:${mask.low}`;
+      let body = encoded.get(key);
+      if (!body) {
+        body = peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: mask } }).finish();
+        encoded.set(key, body);
+      }
+      if (!channelFor(target.gatewayId, target.address).deliver(body, obligation)) {
+        log.warn({ gateway: target.gatewayId }, 'gateway too far behind; delivery skipped');
+        obligation.complete();
+      }
+      deliveries.inc();
+    }
+  };
+
+  /** Live replicas of this partition that can take a share, this one included, by replica. */
+  const shareOwners = (): Array<{ id: string; replica: number }> => {
+    const owners = peers.members()
+      .filter((m) => m.ready && peers.isUp(m.id))
+      .map((m) => ({ id: m.id, replica: m.replica }));
+    owners.push({ id: ctx.memberId, replica: config.replica });
+    return owners.sort((a, b) => a.replica - b.replica);
+  };
+
+  const fanoutSplit = (delivery: RoomDelivery, done: () => void): void => {
+    const owners = shareOwners();
+    const shares = new Map<string, Long>();
+    for (let v = 0; v < 64; v++) {
+      const owner = owners[v % owners.length]!;
+      shares.set(owner.id, maskWith(shares.get(owner.id) ?? Long.UZERO, v));
+    }
+    const obligation = new Obligation(shares.size, done);
+    for (const [ownerId, share] of shares) {
+      const link = ownerId === ctx.memberId ? null : peers.link(ownerId);
+      splitFanouts.inc({ share: link ? 'forwarded' : 'local' });
+      if (!link) {
+        fanoutLocal(delivery, share, () => obligation.complete());
+        continue;
+      }
+      const forwardId = nextForwardId++;
+      const forwarded = { ...delivery, vroomMask: share };
+      forwards.set(forwardId, { ownerId, delivery: forwarded, obligation });
+      link.send({ shareForward: { forwardId, delivery: forwarded } });
+    }
+  };
+
+  const onPublish = (link: PeerLink, publish: Publish) => {
+    const topology = registry.topology().roles.broker;
+    const ack = (status: number) => link.send({ publishAck: { messageId: publish.messageId, correlation: publish.correlation, status } });
+    if (partitionOf(publish.roomId, topology.partitions) !== partition) {
+      publishes.inc({ result: 'wrong_partition' });
+      ack(peer.PublishStatus.WRONG_PARTITION);
+      return;
+    }
+    const key = messageIdKey(publish.messageId);
+    const seen = dedup.get(key);
+    const delivered = () => ack(peer.PublishStatus.DELIVERED);
+    if (seen) {
+      // A retry or a redundant copy: never fan out twice, ack when the first is done.
+      publishes.inc({ result: 'duplicate' });
+      if (seen.done) delivered();
+      else seen.waiters.push(delivered);
+      return;
+    }
+    publishes.inc({ result: 'accepted' });
+    const state: DedupState = { done: false, waiters: [delivered] };
+    dedup.set(key, state);
+    const seq = (roomSeq.get(publish.roomId) ?? 0) + 1;
+    roomSeq.set(publish.roomId, seq);
+    const delivery: RoomDelivery = {
+      messageId: publish.messageId, roomId: publish.roomId, senderId: publish.senderId,
+      roomSeq: Long.fromNumber(seq, true), sequencerId, payload: publish.payload, sentAtMs: publish.sentAtMs, vroomMask: ALL_VROOMS,
+    };
+    const finish = () => {
+      state.done = true;
+      for (const waiter of state.waiters) waiter();
+      state.waiters = [];
+    };
+    if (table.room(publish.roomId)?.split) fanoutSplit(delivery, finish);
+    else fanoutLocal(delivery, null, finish);
+  };
+
+  const onMembership = (update: MembershipUpdate) => {
+    const partitions = registry.topology().roles.broker.partitions;
+    const seq = toNumber(update.gatewaySeq);
+    for (const room of update.rooms) {
+      if (partitionOf(room.roomId, partitions) !== partition) continue;
+      if (!table.apply(update.gatewayId, update.gatewayAddress, seq, room)) staleUpdates.inc();
+    }
+    roomsGauge.set(table.size);
+  };
+
+  server.on('link', (link) => {
+    link.on('frame', (frame) => {
+      switch (frame.body) {
+        case 'publish': return onPublish(link, frame.publish!);
+        case 'membership': return onMembership(frame.membership!);
+        case 'snapshot':
+          for (const update of frame.snapshot!.gateways) onMembership(update);
+          if (frame.snapshot!.last) snapshotReceived = true;
+          return;
+        case 'shareForward': {
+          const { forwardId, delivery } = frame.shareForward!;
+          if (!delivery) return link.fail(11, 'ShareForward without a delivery');
+          const share = Long.fromBits(delivery.vroomMask.low, delivery.vroomMask.high, true);
+          fanoutLocal(delivery, share, () => link.send({ shareAck: { forwardId } }));
+          return;
+        }
+        default:
+          link.fail(10, `a broker does not accept ${frame.body} frames`);
+      }
+    });
+  });
+
+  peers.on('up', (_member, link) => {
+    link.on('frame', (frame) => {
+      if (frame.body !== 'shareAck') return;
+      const forwardId = toNumber(frame.shareAck!.forwardId);
+      const forward = forwards.get(forwardId);
+      if (!forward) return;
+      forwards.delete(forwardId);
+      forward.obligation.complete();
+    });
+  });
+  peers.on('down', (member) => {
+    // The replica holding a share died: deliver its virtual rooms from here.
+    for (const [forwardId, forward] of forwards) {
+      if (forward.ownerId !== member.id) continue;
+      forwards.delete(forwardId);
+      const share = Long.fromBits(forward.delivery.vroomMask.low, forward.delivery.vroomMask.high, true);
+      fanoutLocal(forward.delivery, share, () => forward.obligation.complete());
+    }
+  });
+
+  const onMembers = (members: Member[]) => {
+    const gateways = new Set(members.filter((m) => m.role === 'gateway').map((m) => m.id));
+    for (const id of knownGateways) {
+      if (!gateways.has(id)) {
+        knownGateways.delete(id);
+        log.info({ gateway: id }, 'gateway left the registry; dropping its rooms');
+        dropGateway(id);
+      }
+    }
+    for (const id of gateways) knownGateways.add(id);
+    peers.sync(members.filter((m) => m.role === 'broker' && m.partition === partition && m.id !== ctx.memberId));
+    unackedGauge.set([...channels.values()].reduce((n, c) => n + c.pending, 0));
+  };
+  registry.on('members', onMembers);
+  registry.on('topology', (topology) => table.setSplitThreshold(topology.splitThreshold));
+  onMembers(registry.members());
+
+  const address = await server.listen(config.port, config.host);
+  log.info({ address, partition, replica: config.replica, sequencerId }, 'broker listening');
+  return {
+    member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
+    // Ready once a router has given us the table, or when there is no router to ask.
+    isReady: () => snapshotReceived || !registry.members().some((m) => m.role === 'router' && m.ready),
+    stop: async () => {
+      peers.close();
+      for (const channel of channels.values()) channel.close();
+      await server.close();
+    },
+  };
+}

@@ -1,0 +1,213 @@
+// Gateway: holds users' WebSocket connections. Users log in, join and leave
+// rooms and send; the gateway reports room counts to routers, publishes users'
+// messages through proxies, and delivers brokers' RoomDeliveries to the
+// members it holds, each message id at most once (per virtual room).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { LRUCache } from 'lru-cache';
+import { Counter, Gauge } from 'prom-client';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { workerIdFor } from '../ids/snowflake.js';
+import { metrics } from '../observability/http.js';
+import {
+  ALL_VROOMS, client, decodeClientFrame, isZeroId, Long, maskHas, maskIsEmpty, maskWithout, messageIdKey,
+  type ClientFrame, type RoomDelivery,
+} from '../protocol/index.js';
+import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
+import { Publisher } from '../sdk/publisher.js';
+import type { PeerLink } from '../transport/peer-link.js';
+import { PeerServer } from '../transport/peer-server.js';
+import { LocalRooms } from './local-rooms.js';
+import { MembershipReporter } from './membership-reporter.js';
+import { vroomOf } from '../protocol/index.js';
+
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+/** A ClientFrame is a payload plus a few dozen bytes of fields. */
+export const MAX_CLIENT_FRAME_BYTES = MAX_PAYLOAD_BYTES + 1024;
+/** Frames above this are cut off by the WebSocket layer itself (close 1009). */
+const WS_MAX_PAYLOAD = 1 << 20;
+/** A connection whose unsent bytes pass this is closed as OVERLOADED. */
+const MAX_BUFFERED_BYTES = 8 << 20;
+const DEDUP_ENTRIES = 100_000;
+const MAX_DISPLAY_NAME = 64;
+const MAX_ROOMS_PER_SESSION = 1000;
+
+const ErrorCode = client.ErrorCode;
+const connections = new Gauge({ name: 'groupchat_gateway_connections', help: 'Open user connections', registers: [metrics] });
+const delivered = new Counter({ name: 'groupchat_gateway_delivered_total', help: 'Messages written to user connections', registers: [metrics] });
+const duplicates = new Counter({ name: 'groupchat_gateway_duplicate_total', help: 'RoomDeliveries dropped as already delivered', registers: [metrics] });
+const protocolErrors = new Counter({ name: 'groupchat_gateway_protocol_errors_total', help: 'Connections closed for protocol violations', labelNames: ['code'], registers: [metrics] });
+
+class Session {
+  userId = 0;
+  displayName = '';
+  readonly rooms = new Set<number>();
+  constructor(readonly ws: WebSocket) {}
+  get loggedIn(): boolean { return this.userId !== 0; }
+}
+
+export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
+  const { registry, log, config } = ctx;
+  const rooms = new LocalRooms<Session>();
+  const peerServer = new PeerServer(ctx.self);
+  const peerAddress = await peerServer.listen(config.port, config.host);
+  const advertisedPeer = `${ctx.advertiseHost}:${peerAddress.split(':').pop()}`;
+  const reporter = new MembershipReporter(ctx.memberId, advertisedPeer, rooms, registry, ctx.self);
+  const proxyAddresses = () => registry.members().filter((m) => m.role === 'proxy' && m.ready).map((m) => m.address);
+  const publisher = new Publisher({ proxies: proxyAddresses(), workerId: workerIdFor('gateway', config.ordinal), identity: ctx.self });
+  registry.on('members', () => publisher.setProxies(proxyAddresses()));
+  // message id → virtual rooms already delivered here
+  const seen = new LRUCache<string, Long>({ max: DEDUP_ENTRIES });
+
+  const send = (session: Session, frame: Uint8Array) => {
+    if (session.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      fail(session, ErrorCode.OVERLOADED, `more than ${MAX_BUFFERED_BYTES} bytes unsent: the client is not reading`, 1008);
+      return;
+    }
+    session.ws.send(frame);
+  };
+  const reply = (session: Session, requestId: number, code = ErrorCode.OK, message = '') =>
+    send(session, client.ServerFrame.encode({ reply: { requestId, code, message } }).finish());
+  const fail = (session: Session, code: number, message: string, closeCode: number) => {
+    protocolErrors.inc({ code: ErrorCode[code] ?? String(code) });
+    if (session.ws.readyState === session.ws.OPEN) {
+      session.ws.send(client.ServerFrame.encode({ error: { code, message } }).finish());
+      session.ws.close(closeCode, message.slice(0, 120));
+    }
+  };
+
+  const deliver = (delivery: RoomDelivery) => {
+    const key = messageIdKey(delivery.messageId);
+    const mask = Long.fromBits(delivery.vroomMask.low, delivery.vroomMask.high, true);
+    const before = seen.get(key);
+    const fresh = before ? maskWithout(mask, before) : mask;
+    if (maskIsEmpty(fresh)) { duplicates.inc(); return; }
+    seen.set(key, before ? Long.fromBits((before.low | fresh.low) >>> 0, (before.high | fresh.high) >>> 0, true) : fresh);
+    const members = rooms.sessions(delivery.roomId);
+    if (!members) {
+      // A broker still thinks we have members here: report the room again.
+      rooms.dirty.add(delivery.roomId);
+      reporter.schedule();
+      return;
+    }
+    const frame = client.ServerFrame.encode({
+      delivery: {
+        roomId: delivery.roomId, messageId: delivery.messageId, senderId: delivery.senderId, roomSeq: delivery.roomSeq,
+        sequencerId: delivery.sequencerId, payload: delivery.payload, sentAtMs: delivery.sentAtMs,
+      },
+    }).finish();
+    const everyone = fresh.equals(ALL_VROOMS);
+    for (const session of members) {
+      if (everyone || maskHas(fresh, vroomOf(session.userId))) {
+        send(session, frame);
+        delivered.inc();
+      }
+    }
+  };
+
+  peerServer.on('link', (link: PeerLink) => {
+    let count = 0;
+    let ackScheduled = false;
+    link.on('frame', (frame) => {
+      if (frame.body !== 'roomDelivery' || !frame.roomDelivery) {
+        link.fail(10, `a gateway accepts only RoomDelivery frames, got ${frame.body}`);
+        return;
+      }
+      deliver(frame.roomDelivery);
+      count++;
+      if (!ackScheduled) {
+        ackScheduled = true;
+        setImmediate(() => { ackScheduled = false; link.send({ deliveryAck: { deliveredCount: count } }); });
+      }
+    });
+  });
+
+  const handle = (session: Session, frame: ClientFrame) => {
+    const requestId = frame.requestId;
+    switch (frame.body) {
+      case 'ping':
+        send(session, client.ServerFrame.encode({ pong: { clientTimeMs: frame.ping!.clientTimeMs, serverTimeMs: Date.now() } }).finish());
+        return;
+      case 'login': {
+        const { userId, displayName } = frame.login!;
+        if (session.loggedIn) return reply(session, requestId, ErrorCode.ALREADY_LOGGED_IN, `already logged in as ${session.userId}`);
+        if (userId === 0) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, 'user_id must be between 1 and 4294967295');
+        if (displayName.length > MAX_DISPLAY_NAME) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `display_name longer than ${MAX_DISPLAY_NAME}`);
+        session.userId = userId;
+        session.displayName = displayName;
+        return reply(session, requestId);
+      }
+      case 'join': case 'leave': case 'send':
+        if (!session.loggedIn) return reply(session, requestId, ErrorCode.NOT_LOGGED_IN, 'log in first');
+        break;
+      default:
+        return fail(session, ErrorCode.MALFORMED_FRAME, 'ClientFrame without a known body', 1007);
+    }
+    if (frame.body === 'join') {
+      const { roomId } = frame.join!;
+      if (roomId === 0) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, 'room_id must be between 1 and 4294967295');
+      if (!session.rooms.has(roomId) && session.rooms.size >= MAX_ROOMS_PER_SESSION) {
+        return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `at most ${MAX_ROOMS_PER_SESSION} rooms per connection`);
+      }
+      session.rooms.add(roomId);
+      if (rooms.join(roomId, session)) reporter.schedule();
+      return reply(session, requestId);
+    }
+    if (frame.body === 'leave') {
+      const { roomId } = frame.leave!;
+      if (!session.rooms.delete(roomId)) return reply(session, requestId, ErrorCode.NOT_A_MEMBER, `not in room ${roomId}`);
+      if (rooms.leave(roomId, session)) reporter.schedule();
+      return reply(session, requestId);
+    }
+    const { roomId, messageId, payload } = frame.send!;
+    if (!session.rooms.has(roomId)) return reply(session, requestId, ErrorCode.NOT_A_MEMBER, `join room ${roomId} before sending to it`);
+    if (payload.length > MAX_PAYLOAD_BYTES) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `payload larger than ${MAX_PAYLOAD_BYTES} bytes`);
+    publisher
+      .publish({ roomId, payload, senderId: session.userId, ...(isZeroId(messageId) ? {} : { messageId: Long.fromValue(messageId) }) })
+      .then(() => reply(session, requestId), (err: Error) => reply(session, requestId, ErrorCode.UNAVAILABLE, err.message));
+  };
+
+  const httpServer = http.createServer((_req, res) => { res.statusCode = 426; res.end('WebSocket only\n'); });
+  const wss = new WebSocketServer({ server: httpServer, maxPayload: WS_MAX_PAYLOAD });
+  wss.on('connection', (ws) => {
+    const session = new Session(ws);
+    connections.inc();
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary) return fail(session, ErrorCode.TEXT_FRAME, 'text frames are not spoken; send binary ClientFrames', 1003);
+      if (data.length > MAX_CLIENT_FRAME_BYTES) {
+        return fail(session, ErrorCode.FRAME_TOO_LARGE, `frame of ${data.length} bytes exceeds ${MAX_CLIENT_FRAME_BYTES}`, 1009);
+      }
+      let frame: ClientFrame;
+      try {
+        frame = decodeClientFrame(data);
+      } catch (err) {
+        return fail(session, ErrorCode.MALFORMED_FRAME, `not a ClientFrame: ${(err as Error).message}`, 1007);
+      }
+      handle(session, frame);
+    });
+    ws.on('error', () => ws.terminate());
+    ws.on('close', () => {
+      connections.dec();
+      for (const roomId of session.rooms) rooms.leave(roomId, session);
+      session.rooms.clear();
+      reporter.schedule();
+    });
+  });
+  await new Promise<void>((resolve) => httpServer.listen(config.wsPort, config.host, resolve));
+  const wsPort = (httpServer.address() as AddressInfo).port;
+  const wsUrl = `ws://${ctx.advertiseHost}:${wsPort}/`;
+  log.info({ peer: peerAddress, ws: wsUrl }, 'gateway listening');
+
+  return {
+    member: { address: advertisedPeer, wsUrl },
+    isReady: () => reporter.connected && publisher.connectedProxies > 0,
+    stop: async () => {
+      for (const ws of wss.clients) ws.close(1001, 'gateway stopping');
+      wss.close();
+      httpServer.close();
+      reporter.close();
+      publisher.close();
+      await peerServer.close();
+    },
+  };
+}

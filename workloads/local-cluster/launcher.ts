@@ -1,0 +1,140 @@
+// `groupchat up`: the whole system on one machine as child processes, with
+// the embedded registry held here and reached by the children over IPC. Like
+// a kubelet, it restarts a child that dies; unlike one, it stops everything
+// when it is stopped, and a child whose launcher vanished stops itself.
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { EmbeddedRegistry } from '../registry/embedded.js';
+import { serveRegistryOverIpc } from '../registry/ipc.js';
+import { defaultTopology, type Member, type Role } from '../registry/schema.js';
+import { serveChatPage, type WebServer } from '../web/server.js';
+
+export interface LocalClusterOptions {
+  partitions: number;
+  replicas: number;
+  proxies: number;
+  gateways: number;
+  routers: number;
+  splitThreshold: number;
+  host: string;
+  webPort: number;
+  logDir: string;
+  restartDelayMs: number;
+  /** The CLI entry point the children run. */
+  entry: string;
+}
+
+export interface ProcessSpec {
+  name: string;
+  role: Role;
+  partition: number;
+  replica: number;
+  ordinal: number;
+}
+
+interface Running { spec: ProcessSpec; child: ChildProcess; restarts: number }
+
+export function planProcesses(o: Pick<LocalClusterOptions, 'partitions' | 'replicas' | 'proxies' | 'gateways' | 'routers'>): ProcessSpec[] {
+  const specs: ProcessSpec[] = [];
+  for (let r = 0; r < o.routers; r++) specs.push({ name: `router-0-${r}`, role: 'router', partition: 0, replica: r, ordinal: r });
+  for (let p = 0; p < o.partitions; p++) {
+    for (let r = 0; r < o.replicas; r++) {
+      specs.push({ name: `broker-${p}-${r}`, role: 'broker', partition: p, replica: r, ordinal: p * o.replicas + r });
+    }
+  }
+  for (let i = 0; i < o.proxies; i++) specs.push({ name: `proxy-${i}`, role: 'proxy', partition: 0, replica: i, ordinal: i });
+  for (let i = 0; i < o.gateways; i++) specs.push({ name: `gateway-${i}`, role: 'gateway', partition: 0, replica: i, ordinal: i });
+  return specs;
+}
+
+export class LocalCluster {
+  readonly registry: EmbeddedRegistry;
+  private readonly running = new Map<string, Running>();
+  private stopping = false;
+  private web: WebServer | null = null;
+
+  constructor(private readonly options: LocalClusterOptions) {
+    const topology = defaultTopology(options.partitions, options.replicas, options.routers);
+    this.registry = new EmbeddedRegistry({ ...topology, splitThreshold: options.splitThreshold });
+  }
+
+  async start(): Promise<{ web: string; gateways: string[]; proxies: string[]; logDir: string }> {
+    mkdirSync(this.options.logDir, { recursive: true });
+    const specs = planProcesses(this.options);
+    for (const spec of specs) this.spawn(spec, 0);
+    await this.allReady(specs);
+    this.web = await serveChatPage(this.options.host, this.options.webPort, () => this.status());
+    const members = this.registry.members();
+    return {
+      web: this.web.url,
+      gateways: members.filter((m) => m.role === 'gateway').sort(byReplica).map((m) => m.wsUrl!),
+      proxies: members.filter((m) => m.role === 'proxy').sort(byReplica).map((m) => m.address),
+      logDir: this.options.logDir,
+    };
+  }
+
+  /** What runs now: every process with its pid and, once registered, its member. */
+  status() {
+    const members = this.registry.members();
+    return {
+      topology: this.registry.topology(),
+      processes: [...this.running.values()].map(({ spec, child, restarts }) => ({
+        ...spec, pid: child.pid, restarts,
+        member: members.find((m) => m.role === spec.role && m.partition === spec.partition && m.replica === spec.replica) ?? null,
+      })),
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.web?.close();
+    const exits = [...this.running.values()].map(({ child }) => new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    }));
+    await Promise.all(exits);
+    await this.registry.close();
+  }
+
+  private spawn(spec: ProcessSpec, restarts: number): void {
+    const log = openSync(join(this.options.logDir, `${spec.name}.log`), 'a');
+    const child = fork(this.options.entry, [
+      spec.role, '--partition', String(spec.partition), '--replica', String(spec.replica),
+      '--ordinal', String(spec.ordinal), '--host', this.options.host,
+    ], { stdio: ['ignore', log, log, 'ipc'], env: { ...process.env, GROUPCHAT_REGISTRY: 'ipc' } });
+    closeSync(log);
+    serveRegistryOverIpc(this.registry, child);
+    this.running.set(spec.name, { spec, child, restarts });
+    child.once('exit', (code, signal) => {
+      if (this.stopping) return;
+      process.stderr.write(`${spec.name} (pid ${child.pid}) exited (${signal ?? code}); restarting in ${this.options.restartDelayMs} ms\n`);
+      setTimeout(() => { if (!this.stopping) this.spawn(spec, restarts + 1); }, this.options.restartDelayMs);
+    });
+  }
+
+  private allReady(specs: ProcessSpec[]): Promise<void> {
+    const isReady = (members: Member[]) => specs.every((s) =>
+      members.some((m) => m.role === s.role && m.partition === s.partition && m.replica === s.replica && m.ready));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const members = this.registry.members();
+        const missing = specs.filter((s) => !members.some((m) => m.role === s.role && m.partition === s.partition && m.replica === s.replica && m.ready));
+        reject(new Error(`not ready after 60 s: ${missing.map((s) => s.name).join(', ')} (logs in ${this.options.logDir})`));
+      }, 60_000);
+      const check = (members: Member[]) => {
+        if (!isReady(members)) return;
+        clearTimeout(timer);
+        this.registry.off('members', check);
+        resolve();
+      };
+      this.registry.on('members', check);
+    });
+  }
+}
+
+function byReplica(a: Member, b: Member): number {
+  return a.replica - b.replica;
+}

@@ -1,0 +1,139 @@
+// Proxy: the entry point for publishers. Routes each Publish to the broker
+// replica that orders its room, relays the broker's ack back, and re-routes
+// what a failed broker left unacknowledged to the next live replica (the
+// message id makes the retry harmless downstream).
+import { Counter, Gauge } from 'prom-client';
+import { metrics } from '../observability/http.js';
+import { peer, type Publish } from '../protocol/index.js';
+import type { Member } from '../registry/schema.js';
+import { partitionOf, pickReplica, replicasOf } from '../routing/placement.js';
+import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
+import type { PeerLink } from '../transport/peer-link.js';
+import { PeerPool } from '../transport/peer-pool.js';
+import { PeerServer } from '../transport/peer-server.js';
+
+const ROUTE_RETRY_MS = 50;
+/** How long a publish may wait for a live broker before NO_ROUTE. */
+const ROUTE_DEADLINE_MS = 5000;
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+
+const published = new Counter({ name: 'groupchat_proxy_publish_total', help: 'Publishes received', registers: [metrics] });
+const acked = new Counter({ name: 'groupchat_proxy_ack_total', help: 'Acks returned to publishers', labelNames: ['status'], registers: [metrics] });
+const rerouted = new Counter({ name: 'groupchat_proxy_reroute_total', help: 'Publishes re-sent to another broker replica', registers: [metrics] });
+const pendingGauge = new Gauge({ name: 'groupchat_proxy_pending', help: 'Publishes awaiting a broker ack', registers: [metrics] });
+
+interface Pending {
+  origin: PeerLink;
+  originCorrelation: number;
+  publish: Publish;
+  brokerId: string | null;
+  deadline: number;
+}
+
+export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
+  const { registry, log } = ctx;
+  const server = new PeerServer(ctx.self);
+  const brokers = new PeerPool(ctx.self);
+  const pending = new Map<number, Pending>();
+  const paused = new Set<PeerLink>();
+  let nextCorrelation = 1;
+
+  const syncBrokers = () => brokers.sync(registry.members().filter((m) => m.role === 'broker'));
+  registry.on('members', syncBrokers);
+  syncBrokers();
+
+  const ack = (entry: Pending, status: number) => {
+    acked.inc({ status: peer.PublishStatus[status] ?? String(status) });
+    entry.origin.send({ publishAck: { messageId: entry.publish.messageId, correlation: entry.originCorrelation, status } });
+  };
+
+  const route = (correlation: number, entry: Pending): void => {
+    const topology = registry.topology().roles.broker;
+    const partition = partitionOf(entry.publish.roomId, topology.partitions);
+    const live = replicasOf(registry.members(), 'broker', partition);
+    const target: Member | undefined = pickReplica(entry.publish.roomId, topology.replicas, live, (m) => brokers.isUp(m.id));
+    const link = target ? brokers.link(target.id) : null;
+    if (!target || !link) {
+      entry.brokerId = null;
+      if (Date.now() > entry.deadline) {
+        pending.delete(correlation);
+        ack(entry, peer.PublishStatus.NO_ROUTE);
+        return;
+      }
+      setTimeout(() => { if (pending.get(correlation) === entry) route(correlation, entry); }, ROUTE_RETRY_MS);
+      return;
+    }
+    entry.brokerId = target.id;
+    const accepted = link.send({ publish: { ...entry.publish, correlation } });
+    if (!accepted && !paused.has(entry.origin)) {
+      // Back-pressure: stop reading this publisher until the broker drains.
+      paused.add(entry.origin);
+      entry.origin.socket.pause();
+    }
+  };
+
+  brokers.on('up', (_member, link) => {
+    link.on('frame', (frame) => {
+      if (frame.body !== 'publishAck' || !frame.publishAck) return;
+      const { correlation, status } = frame.publishAck;
+      const entry = pending.get(correlation);
+      if (!entry) return;
+      if (status === peer.PublishStatus.WRONG_PARTITION) {
+        rerouted.inc();
+        setTimeout(() => { if (pending.get(correlation) === entry) route(correlation, entry); }, ROUTE_RETRY_MS);
+        return;
+      }
+      pending.delete(correlation);
+      pendingGauge.set(pending.size);
+      ack(entry, status);
+    });
+    link.on('drain', () => {
+      for (const origin of paused) origin.socket.resume();
+      paused.clear();
+    });
+  });
+  brokers.on('down', (member) => {
+    for (const [correlation, entry] of pending) {
+      if (entry.brokerId !== member.id) continue;
+      rerouted.inc();
+      route(correlation, entry);
+    }
+  });
+
+  server.on('link', (origin) => {
+    origin.on('frame', (frame) => {
+      if (frame.body !== 'publish' || !frame.publish) {
+        origin.fail(10, `a proxy accepts only Publish frames, got ${frame.body}`);
+        return;
+      }
+      const publish = frame.publish;
+      if (publish.roomId === 0 || (publish.payload?.length ?? 0) > MAX_PAYLOAD_BYTES) {
+        published.inc();
+        origin.send({ publishAck: { messageId: publish.messageId, correlation: publish.correlation, status: peer.PublishStatus.REJECTED } });
+        return;
+      }
+      published.inc();
+      const correlation = nextCorrelation++ >>> 0 || (nextCorrelation = 2, 1);
+      const entry: Pending = { origin, originCorrelation: publish.correlation, publish, brokerId: null, deadline: Date.now() + ROUTE_DEADLINE_MS };
+      pending.set(correlation, entry);
+      pendingGauge.set(pending.size);
+      route(correlation, entry);
+    });
+    origin.on('close', () => {
+      paused.delete(origin);
+      for (const [correlation, entry] of pending) if (entry.origin === origin) pending.delete(correlation);
+      pendingGauge.set(pending.size);
+    });
+  });
+
+  const address = await server.listen(ctx.config.port, ctx.config.host);
+  log.info({ address }, 'proxy listening');
+  return {
+    member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
+    isReady: () => registry.members().some((m) => m.role === 'broker' && brokers.isUp(m.id)),
+    stop: async () => {
+      brokers.close();
+      await server.close();
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// The registry's two documents, as zod schemas: the single source of their
+// types, and the validation every back-end applies to what it reads.
+import { z } from 'zod';
+
+export const ROLES = ['proxy', 'broker', 'router', 'gateway', 'pi', 'xiu', 'relay'] as const;
+export const RoleSchema = z.enum(ROLES);
+export type Role = z.infer<typeof RoleSchema>;
+
+export const RoleTopologySchema = z.object({
+  partitions: z.number().int().min(1).max(1024),
+  replicas: z.number().int().min(1).max(16),
+}).strict();
+
+/** Written by the operator (or the local launcher); read by every role. */
+export const TopologySchema = z.object({
+  epoch: z.number().int().nonnegative(),
+  /** Stable, or the phases of a partition doubling (see the operator). */
+  phase: z.enum(['Stable', 'Expanding', 'Switching']),
+  roles: z.object({
+    broker: RoleTopologySchema,
+    router: RoleTopologySchema,
+  }).strict(),
+  /** Members in a room above which a broker splits it into virtual rooms. */
+  splitThreshold: z.number().int().min(1),
+}).strict();
+export type Topology = z.infer<typeof TopologySchema>;
+
+const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+
+/** What a process registers about itself; held with a TTL like an ephemeral node. */
+export const MemberSchema = z.object({
+  id: z.string().min(1).max(128),
+  role: RoleSchema,
+  partition: z.number().int().nonnegative(),
+  replica: z.number().int().nonnegative(),
+  /** Peer (TCP) address. */
+  address: HostPort,
+  /** HTTP address serving /metrics, /healthz and /readyz. */
+  httpAddress: HostPort.optional(),
+  /** User-facing WebSocket URL (gateways). */
+  wsUrl: z.string().url().optional(),
+  ready: z.boolean(),
+}).strict();
+export type Member = z.infer<typeof MemberSchema>;
+
+export function defaultTopology(partitions = 2, replicas = 2, routers = 2): Topology {
+  return {
+    epoch: 1,
+    phase: 'Stable',
+    roles: { broker: { partitions, replicas }, router: { partitions: 1, replicas: routers } },
+    splitThreshold: 1000,
+  };
+}

@@ -1,0 +1,97 @@
+// Router: takes gateways' membership messages, discards stale ones, and
+// forwards each room's counts to every replica of the broker partition that
+// owns the room, so all replicas hold the same RoomGatewayList. A broker that
+// (re)connects is sent a snapshot of its partition before anything else.
+import { Counter } from 'prom-client';
+import { metrics } from '../observability/http.js';
+import { peer, type MembershipUpdate, type RoomCount } from '../protocol/index.js';
+import { partitionOf } from '../routing/placement.js';
+import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
+import { PeerPool } from '../transport/peer-pool.js';
+import { PeerServer } from '../transport/peer-server.js';
+import { MembershipStore } from './membership-store.js';
+
+/** Rooms per snapshot frame, to stay well under the frame limit. */
+const SNAPSHOT_CHUNK = 500;
+
+const updatesIn = new Counter({ name: 'groupchat_router_membership_total', help: 'Membership messages from gateways', labelNames: ['result'], registers: [metrics] });
+const snapshotsSent = new Counter({ name: 'groupchat_router_snapshots_total', help: 'Snapshots sent to brokers', registers: [metrics] });
+
+export async function startRouter(ctx: RoleContext): Promise<RoleInstance> {
+  const { registry, log, config } = ctx;
+  const store = new MembershipStore();
+  const brokers = new PeerPool(ctx.self);
+  const server = new PeerServer(ctx.self);
+
+  const onMembers = () => {
+    const members = registry.members();
+    brokers.sync(members.filter((m) => m.role === 'broker'));
+    const gateways = new Set(members.filter((m) => m.role === 'gateway').map((m) => m.id));
+    for (const id of store.gatewayIds()) if (!gateways.has(id) && store.removeGateway(id)) log.info({ gateway: id }, 'gateway gone');
+  };
+  registry.on('members', onMembers);
+  onMembers();
+
+  const forward = (update: MembershipUpdate, changes: RoomCount[]) => {
+    const partitions = registry.topology().roles.broker.partitions;
+    const byPartition = new Map<number, RoomCount[]>();
+    for (const count of changes) {
+      const p = partitionOf(count.roomId, partitions);
+      let rooms = byPartition.get(p);
+      if (!rooms) byPartition.set(p, (rooms = []));
+      rooms.push(count);
+    }
+    for (const [p, rooms] of byPartition) {
+      const body = peer.PeerFrame.encode({
+        membership: { gatewayId: update.gatewayId, gatewayAddress: update.gatewayAddress, gatewaySeq: update.gatewaySeq, rooms, full: false },
+      }).finish();
+      for (const broker of brokers.members()) {
+        if (broker.partition === p) brokers.link(broker.id)?.sendEncoded(body);
+      }
+    }
+  };
+
+  server.on('link', (link) => {
+    link.on('frame', (frame) => {
+      if (frame.body !== 'membership' || !frame.membership) {
+        link.fail(10, `a router accepts only MembershipUpdate frames, got ${frame.body}`);
+        return;
+      }
+      const update = frame.membership;
+      if (!update.gatewayId || !/^[^\s:]+:\d{1,5}$/.test(update.gatewayAddress)) {
+        link.fail(12, 'MembershipUpdate needs a gateway id and a host:port gateway address');
+        return;
+      }
+      const changes = store.record(update);
+      if (!changes) {
+        updatesIn.inc({ result: 'stale' });
+        log.debug({ gateway: update.gatewayId, seq: update.gatewaySeq }, 'stale membership discarded');
+        return;
+      }
+      updatesIn.inc({ result: 'applied' });
+      forward(update, changes);
+    });
+  });
+
+  brokers.on('up', (member, link) => {
+    const partitions = registry.topology().roles.broker.partitions;
+    const updates = store.snapshot((roomId) => partitionOf(roomId, partitions) === member.partition);
+    for (let i = 0; i < updates.length; i += SNAPSHOT_CHUNK) {
+      link.send({ snapshot: { gateways: updates.slice(i, i + SNAPSHOT_CHUNK), last: false } });
+    }
+    link.send({ snapshot: { gateways: [], last: true } });
+    snapshotsSent.inc();
+    log.info({ broker: member.id, gateways: updates.length }, 'snapshot sent');
+  });
+
+  const address = await server.listen(config.port, config.host);
+  log.info({ address }, 'router listening');
+  return {
+    member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
+    isReady: () => true,
+    stop: async () => {
+      brokers.close();
+      await server.close();
+    },
+  };
+}

@@ -1,0 +1,81 @@
+// What every role process shares: config, logger, registry, health endpoint,
+// self-registration, and an orderly stop on SIGTERM or when the launcher goes.
+import type { Logger } from '../observability/logger.js';
+import { createLogger } from '../observability/logger.js';
+import { serveHealth } from '../observability/http.js';
+import { IpcRegistry } from '../registry/ipc.js';
+import type { Registration, Registry } from '../registry/registry.js';
+import type { Member } from '../registry/schema.js';
+import type { PeerIdentity } from '../transport/peer-link.js';
+import { memberIdFor, type RoleConfig } from './config.js';
+
+export interface RoleContext {
+  config: RoleConfig;
+  memberId: string;
+  self: PeerIdentity;
+  log: Logger;
+  registry: Registry;
+  /** The host other processes dial to reach this one. */
+  advertiseHost: string;
+}
+
+export interface RoleInstance {
+  /** Member fields the role knows once listening (address, wsUrl). */
+  member: Pick<Member, 'address'> & Partial<Pick<Member, 'wsUrl'>>;
+  /** True once the role can serve (its links are up). */
+  isReady(): boolean;
+  stop(): Promise<void>;
+}
+
+async function connectRegistry(config: RoleConfig): Promise<Registry> {
+  switch (config.registry) {
+    case 'ipc':
+      return IpcRegistry.connect();
+  }
+}
+
+export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => Promise<RoleInstance>): Promise<void> {
+  const memberId = memberIdFor(config);
+  const log = createLogger(config.role, { member: memberId });
+  const registry = await connectRegistry(config);
+  const ctx: RoleContext = {
+    config, memberId, log, registry,
+    self: { memberId, role: config.role },
+    advertiseHost: config.advertiseHost ?? config.host,
+  };
+  const instance = await start(ctx);
+  const health = await serveHealth(config.host, config.httpPort, () => instance.isReady());
+  const base: Member = {
+    id: memberId, role: config.role, partition: config.partition, replica: config.replica,
+    address: instance.member.address, httpAddress: health.address, ready: false,
+    ...(instance.member.wsUrl ? { wsUrl: instance.member.wsUrl } : {}),
+  };
+  const registration: Registration = await registry.register(base);
+  // Ready is published when the role says so, and withdrawn if it stops being so.
+  let published = false;
+  const readiness = setInterval(() => {
+    const ready = instance.isReady();
+    if (ready !== published) {
+      published = ready;
+      void registration.update({ ready });
+      log.info({ ready, address: base.address, http: health.address }, ready ? 'ready' : 'not ready');
+    }
+  }, 50);
+
+  let stopping = false;
+  const stop = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason }, 'stopping');
+    clearInterval(readiness);
+    await registration.close().catch(() => undefined);
+    await instance.stop();
+    await health.close();
+    await registry.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  // A child of the local launcher never outlives it.
+  process.on('disconnect', () => void stop('launcher gone'));
+}

@@ -1,0 +1,173 @@
+// The publishing half of the SDK, used by application backends and by the
+// gateway for its users' messages. Each message gets a Snowflake id and goes
+// to one proxy, or with redundancy k to k different proxies at once (the
+// seed's send-to-three for critical messages); the first DELIVERED ack
+// resolves it, and the id makes every copy and every retry harmless.
+import { EventEmitter } from 'node:events';
+import { Snowflake } from '../ids/snowflake.js';
+import { peer, type Long, type PeerFrameInit } from '../protocol/index.js';
+import type { LinkOptions, PeerIdentity, PeerLink } from '../transport/peer-link.js';
+import { DEFAULT_LINK_OPTIONS } from '../transport/peer-link.js';
+import { PeerPool, type Dialable } from '../transport/peer-pool.js';
+
+export interface PublisherOptions {
+  proxies: string[];
+  /** Worker id for message ids; see workerIdFor(). */
+  workerId: number;
+  /** Copies sent to distinct proxies (1 = none). */
+  redundancy?: number;
+  /** Give up on a message after this long. */
+  timeoutMs?: number;
+  /** At most this many unacknowledged messages; publish() waits beyond it. */
+  maxInFlight?: number;
+  identity?: PeerIdentity;
+  linkOptions?: LinkOptions;
+}
+
+export interface PublishRequest {
+  roomId: number;
+  payload: Uint8Array;
+  senderId?: number;
+  /** Supply to make a retry of your own idempotent; otherwise one is made. */
+  messageId?: Long;
+}
+
+export interface PublishResult {
+  messageId: Long;
+  status: 'delivered';
+}
+
+export class PublishError extends Error {
+  constructor(message: string, readonly status: string, readonly messageId: Long) {
+    super(message);
+  }
+}
+
+interface InFlight {
+  frame: PeerFrameInit;
+  copiesOn: Set<string>;
+  resolve: (result: PublishResult) => void;
+  reject: (err: Error) => void;
+  messageId: Long;
+  timer: NodeJS.Timeout;
+  lastStatus: string;
+}
+
+const RETRY_MS = 100;
+
+export class Publisher extends EventEmitter {
+  private readonly pool: PeerPool<Dialable>;
+  private readonly ids: Snowflake;
+  private readonly inFlight = new Map<number, InFlight>();
+  private readonly waiting: Array<() => void> = [];
+  private nextCorrelation = 1;
+  private rotation = 0;
+  private readonly redundancy: number;
+  private readonly timeoutMs: number;
+  private readonly maxInFlight: number;
+
+  constructor(options: PublisherOptions) {
+    super();
+    this.redundancy = Math.max(1, options.redundancy ?? 1);
+    this.timeoutMs = options.timeoutMs ?? 15000;
+    this.maxInFlight = options.maxInFlight ?? 10000;
+    this.ids = new Snowflake(options.workerId);
+    this.pool = new PeerPool<Dialable>(options.identity ?? { memberId: `publisher-${process.pid}-${options.workerId}`, role: 'client' }, options.linkOptions ?? DEFAULT_LINK_OPTIONS);
+    this.pool.on('up', (proxy, link) => this.onUp(proxy, link));
+    this.pool.on('down', (proxy) => this.onDown(proxy.id));
+    this.setProxies(options.proxies);
+  }
+
+  /** Replaces the proxies (e.g. when the registry changes). */
+  setProxies(addresses: readonly string[]): void {
+    this.pool.sync(addresses.map((address) => ({ id: address, address })));
+  }
+
+  get connectedProxies(): number {
+    return this.pool.members().filter((p) => this.pool.isUp(p.id)).length;
+  }
+
+  get pending(): number {
+    return this.inFlight.size;
+  }
+
+  newMessageId(): Long {
+    return this.ids.next();
+  }
+
+  async publish(request: PublishRequest): Promise<PublishResult> {
+    while (this.inFlight.size >= this.maxInFlight) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    const messageId = request.messageId ?? this.ids.next();
+    const correlation = this.nextCorrelation;
+    this.nextCorrelation = this.nextCorrelation >= 0xffffffff ? 1 : this.nextCorrelation + 1;
+    return new Promise<PublishResult>((resolve, reject) => {
+      const frame: PeerFrameInit = {
+        publish: {
+          messageId, roomId: request.roomId, senderId: request.senderId ?? 0,
+          payload: request.payload, sentAtMs: Date.now(), correlation,
+        },
+      };
+      const timer = setTimeout(() => this.settle(correlation, new PublishError(
+        `message not acknowledged within ${this.timeoutMs} ms (last status: ${entry.lastStatus})`, 'TIMEOUT', messageId)), this.timeoutMs);
+      const entry: InFlight = { frame, copiesOn: new Set(), resolve, reject, messageId, timer, lastStatus: 'none' };
+      this.inFlight.set(correlation, entry);
+      this.dispatch(correlation, entry);
+    });
+  }
+
+  close(): void {
+    for (const [correlation] of this.inFlight) this.settle(correlation, new Error('publisher closed'));
+    this.pool.close();
+  }
+
+  /** Tops the message up to `redundancy` copies on distinct live proxies. */
+  private dispatch(correlation: number, entry: InFlight): void {
+    if (!this.inFlight.has(correlation)) return;
+    const live = this.pool.members().filter((p) => this.pool.isUp(p.id) && !entry.copiesOn.has(p.id));
+    const wanted = Math.min(this.redundancy - entry.copiesOn.size, live.length);
+    for (let i = 0; i < wanted; i++) {
+      const proxy = live[(this.rotation + i) % live.length]!;
+      entry.copiesOn.add(proxy.id);
+      this.pool.link(proxy.id)!.send(entry.frame);
+    }
+    this.rotation++;
+    if (entry.copiesOn.size === 0) setTimeout(() => this.dispatch(correlation, entry), RETRY_MS).unref();
+  }
+
+  private onUp(_proxy: Dialable, link: PeerLink): void {
+    link.on('frame', (frame) => {
+      if (frame.body !== 'publishAck' || !frame.publishAck) return;
+      const { correlation, status } = frame.publishAck;
+      const entry = this.inFlight.get(correlation);
+      if (!entry) return;
+      if (status === peer.PublishStatus.DELIVERED) {
+        this.settle(correlation, { messageId: entry.messageId, status: 'delivered' });
+        return;
+      }
+      entry.lastStatus = peer.PublishStatus[status] ?? String(status);
+      if (status === peer.PublishStatus.REJECTED) {
+        this.settle(correlation, new PublishError('the message was rejected (room 0 or payload too large)', 'REJECTED', entry.messageId));
+        return;
+      }
+      // NO_ROUTE: try again (on any proxy) until the deadline.
+      entry.copiesOn.clear();
+      setTimeout(() => this.dispatch(correlation, entry), RETRY_MS).unref();
+    });
+  }
+
+  private onDown(proxyId: string): void {
+    for (const [correlation, entry] of this.inFlight) {
+      if (entry.copiesOn.delete(proxyId)) this.dispatch(correlation, entry);
+    }
+  }
+
+  private settle(correlation: number, outcome: PublishResult | Error): void {
+    const entry = this.inFlight.get(correlation);
+    if (!entry) return;
+    this.inFlight.delete(correlation);
+    clearTimeout(entry.timer);
+    if (outcome instanceof Error) entry.reject(outcome);
+    else entry.resolve(outcome);
+    this.waiting.shift()?.();
+  }
+}
