@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { workerIdFor } from '../../workloads/ids/snowflake.js';
 import { messageIdKey } from '../../workloads/protocol/index.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
+import { metricValue } from '../support/metrics.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
 import { audit, connectUser, totalExpected, totalReceived, type User } from '../support/traffic.js';
 
@@ -31,14 +32,11 @@ afterAll(async () => {
   await cluster.stop();
 });
 
-/** Sums one metric sample over every broker's /metrics. */
+/** Sums one metric sample over every broker. */
 async function brokerMetric(sample: string): Promise<number> {
   let total = 0;
   for (const p of await cluster.processes()) {
-    if (p.role !== 'broker' || !p.member?.httpAddress) continue;
-    const text = await (await fetch(`http://${p.member.httpAddress}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
-    if (line) total += Number(line.split(' ').pop());
+    if (p.role === 'broker' && p.member?.httpAddress) total += await metricValue(p.member.httpAddress, sample);
   }
   return total;
 }

@@ -13,6 +13,7 @@ import {
   type MembershipUpdate, type Publish, type RoomDelivery,
 } from '../protocol/index.js';
 import type { Member } from '../registry/schema.js';
+import { onDeparture } from '../registry/departures.js';
 import { partitionOf } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import type { PeerLink } from '../transport/peer-link.js';
@@ -43,7 +44,6 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   const roomSeq = new Map<number, number>();
   const dedup = new LRUCache<string, DedupState>({ max: DEDUP_ENTRIES });
   const channels = new Map<string, GatewayChannel>();
-  const knownGateways = new Set<string>();
   const peers = new PeerPool(ctx.self);
   const forwards = new Map<number, Forward>();
   let nextForwardId = 1;
@@ -208,16 +208,11 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     }
   });
 
+  onDeparture(registry, 'gateway', (id) => {
+    log.info({ gateway: id }, 'gateway left the registry; dropping its rooms');
+    dropGateway(id);
+  });
   const onMembers = (members: Member[]) => {
-    const gateways = new Set(members.filter((m) => m.role === 'gateway').map((m) => m.id));
-    for (const id of knownGateways) {
-      if (!gateways.has(id)) {
-        knownGateways.delete(id);
-        log.info({ gateway: id }, 'gateway left the registry; dropping its rooms');
-        dropGateway(id);
-      }
-    }
-    for (const id of gateways) knownGateways.add(id);
     peers.sync(members.filter((m) => m.role === 'broker' && m.partition === partition && m.id !== ctx.memberId));
     unackedGauge.set([...channels.values()].reduce((n, c) => n + c.pending, 0));
   };

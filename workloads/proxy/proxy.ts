@@ -93,11 +93,14 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     });
   });
   brokers.on('down', (member) => {
+    let count = 0;
     for (const [correlation, entry] of pending) {
       if (entry.brokerId !== member.id) continue;
       rerouted.inc();
+      count++;
       route(correlation, entry);
     }
+    log.warn({ broker: member.id, rerouted: count }, 'broker link down; publishes re-routed');
   });
 
   server.on('link', (origin) => {
@@ -113,7 +116,8 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
         return;
       }
       published.inc();
-      const correlation = nextCorrelation++ >>> 0 || (nextCorrelation = 2, 1);
+      const correlation = nextCorrelation;
+      nextCorrelation = nextCorrelation >= 0xffffffff ? 1 : nextCorrelation + 1;
       const entry: Pending = { origin, originCorrelation: publish.correlation, publish, brokerId: null, deadline: Date.now() + ROUTE_DEADLINE_MS };
       pending.set(correlation, entry);
       pendingGauge.set(pending.size);

@@ -5,6 +5,7 @@
 import { Counter } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { peer, type MembershipUpdate, type RoomCount } from '../protocol/index.js';
+import { onDeparture } from '../registry/departures.js';
 import { partitionOf } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import { PeerPool } from '../transport/peer-pool.js';
@@ -23,14 +24,10 @@ export async function startRouter(ctx: RoleContext): Promise<RoleInstance> {
   const brokers = new PeerPool(ctx.self);
   const server = new PeerServer(ctx.self);
 
-  const onMembers = () => {
-    const members = registry.members();
-    brokers.sync(members.filter((m) => m.role === 'broker'));
-    const gateways = new Set(members.filter((m) => m.role === 'gateway').map((m) => m.id));
-    for (const id of store.gatewayIds()) if (!gateways.has(id) && store.removeGateway(id)) log.info({ gateway: id }, 'gateway gone');
-  };
-  registry.on('members', onMembers);
-  onMembers();
+  const syncBrokers = () => brokers.sync(registry.members().filter((m) => m.role === 'broker'));
+  registry.on('members', syncBrokers);
+  syncBrokers();
+  onDeparture(registry, 'gateway', (id) => { if (store.removeGateway(id)) log.info({ gateway: id }, 'gateway gone'); });
 
   const forward = (update: MembershipUpdate, changes: RoomCount[]) => {
     const partitions = registry.topology().roles.broker.partitions;
