@@ -20,9 +20,13 @@ import type { PeerLink } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { PeerServer } from '../transport/peer-server.js';
 import { GatewayChannel, Obligation } from './gateway-channel.js';
+import { RoomHistory } from './room-history.js';
 import { RoomTable } from './room-table.js';
 
 const DEDUP_ENTRIES = 200_000;
+/** Messages kept per room for members that rejoin, and for how long. */
+const HISTORY_PER_ROOM = 1000;
+const HISTORY_MAX_AGE_MS = 10 * 60_000;
 const MAX_UNACKED_PER_GATEWAY = 100_000;
 
 const publishes = new Counter({ name: 'groupchat_broker_publish_total', help: 'Publishes received', labelNames: ['result'], registers: [metrics] });
@@ -42,6 +46,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   const table = new RoomTable(registry.topology().splitThreshold);
   const sequencerId = randomInt(1, 0xffffffff);
   const roomSeq = new Map<number, number>();
+  const history = new RoomHistory(sequencerId, HISTORY_PER_ROOM, HISTORY_MAX_AGE_MS);
   const dedup = new LRUCache<string, DedupState>({ max: DEDUP_ENTRIES });
   const channels = new Map<string, GatewayChannel>();
   const peers = new PeerPool(ctx.self);
@@ -147,6 +152,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       messageId: publish.messageId, roomId: publish.roomId, senderId: publish.senderId,
       roomSeq: Long.fromNumber(seq, true), sequencerId, payload: publish.payload, sentAtMs: publish.sentAtMs, vroomMask: ALL_VROOMS,
     };
+    history.record(delivery);
     const finish = () => {
       state.done = true;
       for (const waiter of state.waiters) waiter();
@@ -171,6 +177,15 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       switch (frame.body) {
         case 'publish': return onPublish(link, frame.publish!);
         case 'membership': return onMembership(frame.membership!);
+        case 'historyRequest': {
+          const request = frame.historyRequest;
+          const { partitions } = registry.topology().roles.broker;
+          if (partitionOf(request.roomId, partitions) !== partition) {
+            return void link.send({ historyReply: { correlation: request.correlation, status: peer.PublishStatus.WRONG_PARTITION } });
+          }
+          const answer = history.since(request.roomId, request.sequencerId, toNumber(request.afterSeq));
+          return void link.send({ historyReply: { correlation: request.correlation, status: peer.PublishStatus.DELIVERED, ...answer } });
+        }
         case 'snapshot':
           for (const update of frame.snapshot!.gateways) onMembership(update);
           if (frame.snapshot!.last) snapshotReceived = true;

@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBroker } from '../broker/broker.js';
 import { startGateway } from '../gateway/gateway.js';
+import { startPi } from '../pi/pi.js';
+import { startRelay } from '../relay/relay.js';
+import { startXiu } from '../xiu/xiu.js';
 import { LocalCluster } from '../local-cluster/launcher.js';
 import { startProxy } from '../proxy/proxy.js';
 import { startRouter } from '../router/router.js';
@@ -18,6 +21,9 @@ const ROLE_STARTERS: Record<string, (ctx: RoleContext) => Promise<RoleInstance>>
   broker: startBroker,
   router: startRouter,
   gateway: startGateway,
+  pi: startPi,
+  xiu: startXiu,
+  relay: startRelay,
 };
 
 function count(min: number, max: number) {
@@ -39,16 +45,22 @@ program.command('up')
   .option('--proxies <n>', 'proxy processes', count(1, 16), 2)
   .option('--gateways <n>', 'gateway processes', count(1, 16), 2)
   .option('--routers <n>', 'router replicas', count(1, 8), 2)
+  .option('--store-partitions <n>', 'partitions of pi (inboxes) and xiu (payloads)', count(1, 64), 1)
+  .option('--store-replicas <n>', 'replicas of each pi and xiu partition (leader + followers)', count(1, 5), 2)
+  .option('--relays <n>', 'relay partitions', count(1, 64), 1)
   .option('--split-threshold <n>', 'members above which a room is split into 64 virtual rooms', count(1, 10_000_000), 1000)
   .option('--host <address>', 'loopback address to listen on', '127.0.0.1')
   .option('--web-port <port>', 'port of the chat page (0: any free port)', count(0, 65535), 8080)
   .option('--log-dir <dir>', 'where the processes write their logs')
+  .option('--data-dir <dir>', 'where pi and xiu keep their RocksDB data (default: <log-dir>/data)')
   .option('--restart-delay <ms>', 'wait before restarting a process that died', count(0, 60_000), 1000)
   .action(async (opts) => {
+    const logDir: string = opts.logDir ?? join(tmpdir(), `groupchat-${process.pid}`);
     const cluster = new LocalCluster({
       partitions: opts.partitions, replicas: opts.replicas, proxies: opts.proxies, gateways: opts.gateways,
-      routers: opts.routers, splitThreshold: opts.splitThreshold, host: opts.host, webPort: opts.webPort,
-      logDir: opts.logDir ?? join(tmpdir(), `groupchat-${process.pid}`), restartDelayMs: opts.restartDelay,
+      routers: opts.routers, storePartitions: opts.storePartitions, storeReplicas: opts.storeReplicas, relays: opts.relays,
+      splitThreshold: opts.splitThreshold, host: opts.host, webPort: opts.webPort,
+      logDir, dataDir: opts.dataDir, restartDelayMs: opts.restartDelay,
       entry: fileURLToPath(import.meta.url),
     });
     let stopping = false;
@@ -83,6 +95,7 @@ for (const [role, start] of Object.entries(ROLE_STARTERS)) {
     .option('--port <port>', 'peer TCP port (0: any)')
     .option('--http-port <port>', 'metrics and health port (0: any)')
     .option('--ws-port <port>', 'WebSocket port for users (gateway)')
+    .option('--data-dir <dir>', 'RocksDB folder (pi, xiu)')
     .action(async (opts) => {
       try {
         await runRole(loadRoleConfig(role, opts), start);
@@ -92,5 +105,6 @@ for (const [role, start] of Object.entries(ROLE_STARTERS)) {
       }
     });
 }
+
 
 await program.parseAsync(process.argv);

@@ -19,13 +19,20 @@ export const TopologySchema = z.object({
   roles: z.object({
     broker: RoleTopologySchema,
     router: RoleTopologySchema,
+    /** The offline roles; absent when the cluster runs without them. */
+    pi: RoleTopologySchema.optional(),
+    xiu: RoleTopologySchema.optional(),
+    relay: RoleTopologySchema.optional(),
   }).strict(),
   /** Members in a room above which a broker splits it into virtual rooms. */
   splitThreshold: z.number().int().min(1),
 }).strict();
 export type Topology = z.infer<typeof TopologySchema>;
 
-const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port')
+  // A port peers can dial (what PeerClient's parseAddress accepts): one bad
+  // registration must not throw in every role's members handler.
+  .refine((a) => { const port = Number(a.slice(a.lastIndexOf(':') + 1)); return port >= 1 && port <= 65535; }, 'port must be 1..65535');
 
 /** What a process registers about itself; held with a TTL like an ephemeral node. */
 export const MemberSchema = z.object({
@@ -40,6 +47,8 @@ export const MemberSchema = z.object({
   /** User-facing WebSocket URL (gateways). */
   wsUrl: z.string().url().optional(),
   ready: z.boolean(),
+  /** Set by the leader of a replicated partition (pi, xiu). */
+  leader: z.boolean().optional(),
 }).strict();
 export type Member = z.infer<typeof MemberSchema>;
 
@@ -47,7 +56,13 @@ export function defaultTopology(partitions = 2, replicas = 2, routers = 2): Topo
   return {
     epoch: 1,
     phase: 'Stable',
-    roles: { broker: { partitions, replicas }, router: { partitions: 1, replicas: routers } },
+    roles: {
+      broker: { partitions, replicas },
+      router: { partitions: 1, replicas: routers },
+      pi: { partitions: 2, replicas: 2 },
+      xiu: { partitions: 2, replicas: 2 },
+      relay: { partitions: 2, replicas: 1 },
+    },
     splitThreshold: 1000,
   };
 }
