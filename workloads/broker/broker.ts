@@ -20,6 +20,7 @@ import type { PeerLink } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { PeerServer } from '../transport/peer-server.js';
 import { GatewayChannel, Obligation } from './gateway-channel.js';
+import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
 import { RoomHistory } from './room-history.js';
 import { RoomTable } from './room-table.js';
 
@@ -47,6 +48,8 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   const sequencerId = randomInt(1, 0xffffffff);
   const roomSeq = new Map<number, number>();
   const history = new RoomHistory(sequencerId, HISTORY_PER_ROOM, HISTORY_MAX_AGE_MS);
+  const roomLimitOf = () => limitFrom(registry.topology().limits?.roomMessagesPerSecond, registry.topology().limits?.roomBurst);
+  const roomLimits = new TokenBuckets<number>(roomLimitOf());
   const dedup = new LRUCache<string, DedupState>({ max: DEDUP_ENTRIES });
   const channels = new Map<string, GatewayChannel>();
   const peers = new PeerPool(ctx.self);
@@ -143,6 +146,11 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       else seen.waiters.push(delivered);
       return;
     }
+    if (!roomLimits.take(publish.roomId)) {
+      publishes.inc({ result: 'rate_limited' });
+      ack(peer.PublishStatus.RATE_LIMITED);
+      return;
+    }
     publishes.inc({ result: 'accepted' });
     const state: DedupState = { done: false, waiters: [delivered] };
     dedup.set(key, state);
@@ -232,7 +240,10 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     unackedGauge.set([...channels.values()].reduce((n, c) => n + c.pending, 0));
   };
   registry.on('members', onMembers);
-  registry.on('topology', (topology) => table.setSplitThreshold(topology.splitThreshold));
+  registry.on('topology', (topology) => {
+    table.setSplitThreshold(topology.splitThreshold);
+    roomLimits.setLimit(roomLimitOf());
+  });
   onMembers(registry.members());
 
   const address = await server.listen(config.port, config.host);

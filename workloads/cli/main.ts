@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadKey, signLogin } from '../auth/tokens.js';
 import { startBroker } from '../broker/broker.js';
 import { startGateway } from '../gateway/gateway.js';
 import { startPi } from '../pi/pi.js';
@@ -54,13 +55,17 @@ program.command('up')
   .option('--log-dir <dir>', 'where the processes write their logs')
   .option('--data-dir <dir>', 'where pi and xiu keep their RocksDB data (default: <log-dir>/data)')
   .option('--restart-delay <ms>', 'wait before restarting a process that died', count(0, 60_000), 1000)
+  .option('--auth-key-file <file>', 'require login tokens signed with the HS256 key in this file (see `groupchat token`)')
+  .option('--user-rate <n>', 'messages per second a user may send (default: unlimited)', count(1, 1_000_000))
+  .option('--room-rate <n>', 'messages per second a room may carry (default: unlimited)', count(1, 10_000_000))
   .action(async (opts) => {
     const logDir: string = opts.logDir ?? join(tmpdir(), `groupchat-${process.pid}`);
     const cluster = new LocalCluster({
       partitions: opts.partitions, replicas: opts.replicas, proxies: opts.proxies, gateways: opts.gateways,
       routers: opts.routers, storePartitions: opts.storePartitions, storeReplicas: opts.storeReplicas, relays: opts.relays,
       splitThreshold: opts.splitThreshold, host: opts.host, webPort: opts.webPort,
-      logDir, dataDir: opts.dataDir, restartDelayMs: opts.restartDelay,
+      logDir, dataDir: opts.dataDir, restartDelayMs: opts.restartDelay, authKeyFile: opts.authKeyFile,
+      limits: { userMessagesPerSecond: opts.userRate, roomMessagesPerSecond: opts.roomRate },
       entry: fileURLToPath(import.meta.url),
     });
     let stopping = false;
@@ -84,6 +89,17 @@ program.command('up')
     }
   });
 
+program.command('token')
+  .description('print a login token for a user, signed with the key the gateways use')
+  .requiredOption('--user <id>', 'user id the token logs in as', count(1, 0xffffffff))
+  .requiredOption('--key-file <file>', 'file holding the HS256 key')
+  .option('--ttl <seconds>', 'lifetime', count(1, 366 * 24 * 3600), 3600)
+  .option('--rooms <ids>', 'comma-separated rooms the token may join (default: any)')
+  .action(async (opts) => {
+    const rooms = opts.rooms ? String(opts.rooms).split(',').map(count(1, 0xffffffff)) : undefined;
+    process.stdout.write(`${await signLogin(loadKey(opts.keyFile), opts.user, opts.ttl, rooms)}\n`);
+  });
+
 for (const [role, start] of Object.entries(ROLE_STARTERS)) {
   program.command(role)
     .description(`run one ${role} process (configuration also from GROUPCHAT_* variables)`)
@@ -96,6 +112,7 @@ for (const [role, start] of Object.entries(ROLE_STARTERS)) {
     .option('--http-port <port>', 'metrics and health port (0: any)')
     .option('--ws-port <port>', 'WebSocket port for users (gateway)')
     .option('--data-dir <dir>', 'RocksDB folder (pi, xiu)')
+    .option('--auth-key-file <file>', 'HS256 key file for login tokens (gateway)')
     .action(async (opts) => {
       try {
         await runRole(loadRoleConfig(role, opts), start);

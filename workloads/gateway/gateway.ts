@@ -22,6 +22,9 @@ import { PeerServer } from '../transport/peer-server.js';
 import { LocalRooms } from './local-rooms.js';
 import { MembershipReporter } from './membership-reporter.js';
 import { RelayChannel, RelayError, type InboxPush } from './relay-channel.js';
+import { AuthError, loadKey, mayJoin, verifyLogin, type LoginClaims } from '../auth/tokens.js';
+import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
+import { PublishError } from '../sdk/publisher.js';
 import { peer, toNumber, vroomOf } from '../protocol/index.js';
 
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
@@ -55,11 +58,14 @@ function relayErrorCode(err: Error): number {
 const connections = new Gauge({ name: 'groupchat_gateway_connections', help: 'Open user connections', registers: [metrics] });
 const delivered = new Counter({ name: 'groupchat_gateway_delivered_total', help: 'Messages written to user connections', registers: [metrics] });
 const duplicates = new Counter({ name: 'groupchat_gateway_duplicate_total', help: 'RoomDeliveries dropped as already delivered', registers: [metrics] });
+const authFailures = new Counter({ name: 'groupchat_gateway_login_refused_total', help: 'Logins refused for a missing, forged or expired token', registers: [metrics] });
 const protocolErrors = new Counter({ name: 'groupchat_gateway_protocol_errors_total', help: 'Connections closed for protocol violations', labelNames: ['code'], registers: [metrics] });
 
 class Session {
   userId = 0;
   displayName = '';
+  loggingIn = false;
+  claims: LoginClaims | null = null;
   readonly rooms = new Set<number>();
   /** Last inbox position delivered on this connection. */
   inboxPosition = 0;
@@ -80,6 +86,10 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   const publisher = new Publisher({ proxies: proxyAddresses(), workerId: workerIdFor('gateway', config.ordinal), identity: ctx.self });
   registry.on('members', () => publisher.setProxies(proxyAddresses()));
   const relays = new RelayChannel(ctx.memberId, registry, ctx.self);
+  const authKey = config.authKeyFile ? loadKey(config.authKeyFile) : null;
+  const userLimitOf = () => limitFrom(registry.topology().limits?.userMessagesPerSecond, registry.topology().limits?.userBurst);
+  const userLimits = new TokenBuckets<number>(userLimitOf());
+  registry.on('topology', () => userLimits.setLimit(userLimitOf()));
   const sessionsByUser = new Map<number, Set<Session>>();
   // message id → virtual rooms already delivered here
   const seen = new LRUCache<string, Long>({ max: DEDUP_ENTRIES });
@@ -185,17 +195,29 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
         send(session, client.ServerFrame.encode({ pong: { clientTimeMs: frame.ping!.clientTimeMs, serverTimeMs: Date.now() } }).finish());
         return;
       case 'login': {
-        const { userId, displayName } = frame.login!;
-        if (session.loggedIn) return reply(session, requestId, ErrorCode.ALREADY_LOGGED_IN, `already logged in as ${session.userId}`);
+        const { userId, displayName, token } = frame.login;
+        if (session.loggedIn || session.loggingIn) return reply(session, requestId, ErrorCode.ALREADY_LOGGED_IN, `already logged in as ${session.userId}`);
         if (userId === 0) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, 'user_id must be between 1 and 4294967295');
         if (displayName.length > MAX_DISPLAY_NAME) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `display_name longer than ${MAX_DISPLAY_NAME}`);
-        session.userId = userId;
-        session.displayName = displayName;
-        let sessions = sessionsByUser.get(userId);
-        if (!sessions) sessionsByUser.set(userId, (sessions = new Set()));
-        sessions.add(session);
-        relays.login(userId);
-        return reply(session, requestId);
+        session.loggingIn = true;
+        const claims = authKey ? verifyLogin(token, authKey, userId) : Promise.resolve(null);
+        claims.then((verified) => {
+          session.loggingIn = false;
+          if (session.ws.readyState !== session.ws.OPEN) return;
+          session.userId = userId;
+          session.displayName = displayName;
+          session.claims = verified;
+          let sessions = sessionsByUser.get(userId);
+          if (!sessions) sessionsByUser.set(userId, (sessions = new Set()));
+          sessions.add(session);
+          relays.login(userId);
+          reply(session, requestId);
+        }, (err: Error) => {
+          session.loggingIn = false;
+          authFailures.inc();
+          reply(session, requestId, ErrorCode.UNAUTHENTICATED, err instanceof AuthError ? err.message : 'login refused');
+        });
+        return;
       }
       case 'join': case 'leave': case 'send': case 'direct': case 'ackInbox':
         if (!session.loggedIn) return reply(session, requestId, ErrorCode.NOT_LOGGED_IN, 'log in first');
@@ -209,10 +231,14 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
       if (!session.rooms.has(roomId) && session.rooms.size >= MAX_ROOMS_PER_SESSION) {
         return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `at most ${MAX_ROOMS_PER_SESSION} rooms per connection`);
       }
+      if (!mayJoin(session.claims, roomId)) return reply(session, requestId, ErrorCode.FORBIDDEN, `the login token does not allow room ${roomId}`);
       session.rooms.add(roomId);
       if (rooms.join(roomId, session)) reporter.schedule();
       if (resumeSequencerId !== 0) return void resume(session, requestId, roomId, resumeSequencerId, toNumber(resumeAfterSeq));
       return reply(session, requestId);
+    }
+    if ((frame.body === 'direct' || frame.body === 'send') && !userLimits.take(session.userId)) {
+      return reply(session, requestId, ErrorCode.RATE_LIMITED, 'over your message rate; retry later');
     }
     if (frame.body === 'direct') {
       const { toUserId, messageId, payload } = frame.direct;
@@ -243,7 +269,8 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     if (payload.length > MAX_PAYLOAD_BYTES) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `payload larger than ${MAX_PAYLOAD_BYTES} bytes`);
     publisher
       .publish({ roomId, payload, senderId: session.userId, ...(isZeroId(messageId) ? {} : { messageId: Long.fromValue(messageId) }) })
-      .then(() => reply(session, requestId), (err: Error) => reply(session, requestId, ErrorCode.UNAVAILABLE, err.message));
+      .then(() => reply(session, requestId), (err: Error) => reply(session, requestId,
+        err instanceof PublishError && err.status === 'RATE_LIMITED' ? ErrorCode.RATE_LIMITED : ErrorCode.UNAVAILABLE, err.message));
   };
 
   const httpServer = http.createServer((_req, res) => { res.statusCode = 426; res.end('WebSocket only\n'); });

@@ -7,7 +7,7 @@ import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddedRegistry } from '../registry/embedded.js';
 import { serveRegistryOverIpc } from '../registry/ipc.js';
-import { defaultTopology, type Member, type Role } from '../registry/schema.js';
+import { defaultTopology, type Member, type Role, type Topology } from '../registry/schema.js';
 import { serveChatPage, type WebServer } from '../web/server.js';
 
 export interface LocalClusterOptions {
@@ -28,6 +28,10 @@ export interface LocalClusterOptions {
   /** RocksDB data of pi and xiu, one folder per process; survives restarts (default <logDir>/data). */
   dataDir?: string;
   restartDelayMs: number;
+  /** HS256 key file for login tokens; unset: gateways accept any login. */
+  authKeyFile?: string;
+  /** Message rate limits, written into the topology. */
+  limits?: Topology['limits'];
   /** The CLI entry point the children run. */
   entry: string;
 }
@@ -83,6 +87,7 @@ export class LocalCluster {
       ...topology,
       roles: { ...topology.roles, pi: store, xiu: store, relay: { partitions: this.options.relays, replicas: 1 } },
       splitThreshold: options.splitThreshold,
+      ...(options.limits ? { limits: options.limits } : {}),
     });
   }
 
@@ -134,6 +139,7 @@ export class LocalCluster {
       spec.role, '--partition', String(spec.partition), '--replica', String(spec.replica),
       '--ordinal', String(spec.ordinal), '--host', this.options.host,
       ...(spec.role === 'pi' || spec.role === 'xiu' ? ['--data-dir', join(this.options.dataDir, spec.name)] : []),
+      ...(spec.role === 'gateway' && this.options.authKeyFile ? ['--auth-key-file', this.options.authKeyFile] : []),
     ], { stdio: ['ignore', log, log, 'ipc'], env: { ...process.env, GROUPCHAT_REGISTRY: 'ipc' } });
     closeSync(log);
     serveRegistryOverIpc(this.registry, child);

@@ -26,6 +26,15 @@ export const TopologySchema = z.object({
   }).strict(),
   /** Members in a room above which a broker splits it into virtual rooms. */
   splitThreshold: z.number().int().min(1),
+  /** Token-bucket limits on messages; absent means unlimited. */
+  limits: z.object({
+    /** Per user, enforced by each gateway for the users it holds. */
+    userMessagesPerSecond: z.number().positive().optional(),
+    userBurst: z.number().int().positive().optional(),
+    /** Per room, enforced by the broker replica that orders the room. */
+    roomMessagesPerSecond: z.number().positive().optional(),
+    roomBurst: z.number().int().positive().optional(),
+  }).strict().optional(),
 }).strict();
 export type Topology = z.infer<typeof TopologySchema>;
 

@@ -21,6 +21,8 @@ export const RoleConfigSchema = z.object({
   registry: z.enum(['ipc']).default('ipc'),
   /** Where pi and xiu keep their RocksDB data. */
   dataDir: z.string().optional(),
+  /** File holding the HS256 key for login tokens (gateway); unset: no tokens needed. */
+  authKeyFile: z.string().optional(),
 }).strict();
 
 export type RoleConfig = z.infer<typeof RoleConfigSchema>;
@@ -29,7 +31,7 @@ const ENV_KEYS: Record<string, string> = {
   partition: 'GROUPCHAT_PARTITION', replica: 'GROUPCHAT_REPLICA', ordinal: 'GROUPCHAT_ORDINAL',
   host: 'GROUPCHAT_HOST', advertiseHost: 'GROUPCHAT_ADVERTISE_HOST', port: 'GROUPCHAT_PORT',
   httpPort: 'GROUPCHAT_HTTP_PORT', wsPort: 'GROUPCHAT_WS_PORT', registry: 'GROUPCHAT_REGISTRY',
-  dataDir: 'GROUPCHAT_DATA_DIR',
+  dataDir: 'GROUPCHAT_DATA_DIR', authKeyFile: 'GROUPCHAT_AUTH_KEY_FILE',
 };
 
 export function loadRoleConfig(role: string, flags: Record<string, unknown>): RoleConfig {

@@ -61,8 +61,9 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
     });
   }
 
-  login(userId: number, displayName = ''): Promise<void> {
-    return this.request({ login: { userId, displayName } });
+  /** token: a signed login token, required when the gateways have a key. */
+  login(userId: number, displayName = '', token = ''): Promise<void> {
+    return this.request({ login: { userId, displayName, token } });
   }
 
   /** Joins a room; with `resumeFrom`, first receives what was missed after it. */

@@ -182,6 +182,10 @@ export class Publisher extends EventEmitter {
         this.settle(correlation, new PublishError('the message was rejected (room 0 or payload too large)', 'REJECTED', entry.messageId));
         return;
       }
+      if (status === peer.PublishStatus.RATE_LIMITED) {
+        this.settle(correlation, new PublishError('the room is over its message rate; retry later', 'RATE_LIMITED', entry.messageId));
+        return;
+      }
       // NO_ROUTE: try again (on any proxy) until the deadline.
       entry.copiesOn.clear();
       setTimeout(() => this.dispatch(correlation, entry), RETRY_MS).unref();
