@@ -58,6 +58,7 @@ program.command('up')
   .option('--auth-key-file <file>', 'require login tokens signed with the HS256 key in this file (see `groupchat token`)')
   .option('--user-rate <n>', 'messages per second a user may send (default: unlimited)', count(1, 1_000_000))
   .option('--room-rate <n>', 'messages per second a room may carry (default: unlimited)', count(1, 10_000_000))
+  .option('--gateway-queue <n>', 'deliveries a broker holds for one slow gateway', count(100, 10_000_000), 10_000)
   .action(async (opts) => {
     const logDir: string = opts.logDir ?? join(tmpdir(), `groupchat-${process.pid}`);
     const cluster = new LocalCluster({
@@ -65,7 +66,7 @@ program.command('up')
       routers: opts.routers, storePartitions: opts.storePartitions, storeReplicas: opts.storeReplicas, relays: opts.relays,
       splitThreshold: opts.splitThreshold, host: opts.host, webPort: opts.webPort,
       logDir, dataDir: opts.dataDir, restartDelayMs: opts.restartDelay, authKeyFile: opts.authKeyFile,
-      limits: { userMessagesPerSecond: opts.userRate, roomMessagesPerSecond: opts.roomRate },
+      limits: { userMessagesPerSecond: opts.userRate, roomMessagesPerSecond: opts.roomRate, gatewayQueueMessages: opts.gatewayQueue },
       entry: fileURLToPath(import.meta.url),
     });
     let stopping = false;

@@ -17,6 +17,8 @@ const ChildMessage = z.discriminatedUnion('registry', [
   z.object({ registry: z.literal('release'), name: z.string(), holder: z.string() }),
 ]);
 
+const Expired = z.object({ registry: z.literal('expired'), id: z.string() });
+
 const LeaseReply = z.object({
   registry: z.literal('leaseState'),
   call: z.number(),
@@ -51,7 +53,8 @@ export function serveRegistryOverIpc(registry: EmbeddedRegistry, child: ChildPro
       owned.add(message.member.id);
       registry.put(message.member);
     } else if (message.registry === 'renew') {
-      registry.renew(message.id);
+      // Expired while the child was hung: ask it to register again.
+      if (!registry.renew(message.id) && child.connected) child.send({ registry: 'expired', id: message.id });
     } else if (message.registry === 'remove') {
       owned.delete(message.id);
       registry.remove(message.id);
@@ -76,7 +79,15 @@ export class IpcRegistry extends EventEmitter<RegistryEvents> implements Registr
   private currentMembers: Member[] = [];
   private nextCall = 1;
   private readonly calls = new Map<number, (state: LeaseState) => void>();
+  /** Registered members of this process, to register again after an expiry. */
+  private readonly own = new Map<string, () => Member>();
   private readonly onMessage = (raw: unknown) => {
+    const expired = Expired.safeParse(raw);
+    if (expired.success) {
+      const member = this.own.get(expired.data.id)?.();
+      if (member && process.connected) process.send!({ registry: 'put', member });
+      return;
+    }
     const reply = LeaseReply.safeParse(raw);
     if (reply.success) {
       this.calls.get(reply.data.call)?.({ holder: reply.data.holder, term: reply.data.term });
@@ -117,6 +128,7 @@ export class IpcRegistry extends EventEmitter<RegistryEvents> implements Registr
     let current = MemberSchema.parse(member);
     const send = (message: z.infer<typeof ChildMessage>) => { if (process.connected) process.send!(message); };
     send({ registry: 'put', member: current });
+    this.own.set(current.id, () => current);
     const renewal = setInterval(() => send({ registry: 'renew', id: current.id }), this.ttlMs / 3);
     renewal.unref();
     return {
@@ -126,6 +138,7 @@ export class IpcRegistry extends EventEmitter<RegistryEvents> implements Registr
       },
       close: async () => {
         clearInterval(renewal);
+        this.own.delete(current.id);
         send({ registry: 'remove', id: current.id });
       },
     };

@@ -34,6 +34,8 @@ export const TopologySchema = z.object({
     /** Per room, enforced by the broker replica that orders the room. */
     roomMessagesPerSecond: z.number().positive().optional(),
     roomBurst: z.number().int().positive().optional(),
+    /** Deliveries a broker holds for one slow gateway before refusing more. */
+    gatewayQueueMessages: z.number().int().min(100).optional(),
   }).strict().optional(),
 }).strict();
 export type Topology = z.infer<typeof TopologySchema>;

@@ -30,6 +30,8 @@ export interface PublishRequest {
   senderId?: number;
   /** Supply to make a retry of your own idempotent; otherwise one is made. */
   messageId?: Long;
+  /** Critical messages overtake queued chat traffic on the way to gateways. */
+  critical?: boolean;
 }
 
 export interface PublishResult {
@@ -108,6 +110,7 @@ export class Publisher extends EventEmitter {
         publish: {
           messageId, roomId: request.roomId, senderId: request.senderId ?? 0,
           payload: request.payload, sentAtMs: Date.now(), correlation,
+          priority: request.critical ? peer.Priority.CRITICAL : peer.Priority.NORMAL,
         },
       };
       const timer = setTimeout(() => this.settle(correlation, new PublishError(

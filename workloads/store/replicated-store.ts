@@ -160,12 +160,22 @@ export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
   /** Frames of the replication protocol; returns false for any other frame. */
   handleFrame(link: PeerLink, frame: PeerFrame): boolean {
     const from = link.remote?.memberId ?? '';
+    const replication = frame.body === 'replicateProbe' || frame.body === 'replicate' || frame.body === 'replicateAck';
+    if (replication && !this.isReplica(from)) {
+      // Terms and log entries are trusted only from replicas of this partition.
+      link.fail(13, `${from} is not a replica of ${this.leaseName}`);
+      return true;
+    }
     switch (frame.body) {
       case 'replicateProbe': void this.onProbe(link, frame.replicateProbe); return true;
       case 'replicate': void this.onEntries(link, frame.replicate); return true;
       case 'replicateAck': void this.onAck(from, link, frame.replicateAck); return true;
       default: return false;
     }
+  }
+
+  private isReplica(memberId: string): boolean {
+    return this.o.registry.members().some((m) => m.id === memberId && m.role === this.o.role && m.partition === this.o.partition);
   }
 
   private assertLeader(): void {
