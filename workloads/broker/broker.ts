@@ -59,7 +59,9 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   const peers = new PeerPool(ctx.self);
   const forwards = new Map<number, Forward>();
   let nextForwardId = 1;
-  let snapshotReceived = false;
+  /** Routers whose snapshot arrived whole; the table is complete once every router's has. */
+  const snapshotsFrom = new Set<string>();
+  let tableComplete = false;
   const server = new PeerServer(ctx.self);
 
   const channelFor = (gatewayId: string, address: string): GatewayChannel => {
@@ -140,7 +142,8 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       ack(peer.PublishStatus.WRONG_PARTITION);
       return;
     }
-    const key = messageIdKey(publish.messageId);
+    // Ids are chosen by publishers: one can only ever collide with its own.
+    const key = `${publish.senderId}/${messageIdKey(publish.messageId)}`;
     const seen = dedup.get(key);
     const delivered = () => ack(peer.PublishStatus.DELIVERED);
     if (seen) {
@@ -206,7 +209,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
         }
         case 'snapshot':
           for (const update of frame.snapshot!.gateways) onMembership(update); // an invalid entry is skipped
-          if (frame.snapshot!.last) snapshotReceived = true;
+          if (frame.snapshot!.last) snapshotsFrom.add(link.remote!.memberId);
           return;
         case 'shareForward': {
           const { forwardId, delivery } = frame.shareForward!;
@@ -265,8 +268,8 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   log.info({ address, partition, replica: config.replica, sequencerId }, 'broker listening');
   return {
     member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
-    // Ready once a router has given us the table, or when there is no router to ask.
-    isReady: () => snapshotReceived || !registry.members().some((m) => m.role === 'router' && m.ready),
+    // Ready once every live router has given us its part of the table (then it stays ready).
+    isReady: () => (tableComplete ||= registry.members().every((m) => m.role !== 'router' || !m.ready || snapshotsFrom.has(m.id))),
     stop: async () => {
       clearInterval(gauges);
       peers.close();

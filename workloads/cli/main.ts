@@ -49,7 +49,7 @@ program.command('up')
   .option('--store-partitions <n>', 'partitions of pi (inboxes) and xiu (payloads)', count(1, 64), 1)
   .option('--store-replicas <n>', 'replicas of each pi and xiu partition (leader + followers)', count(1, 5), 2)
   .option('--relays <n>', 'relay partitions', count(1, 64), 1)
-  .option('--split-threshold <n>', 'members above which a room is split into 64 virtual rooms', count(1, 10_000_000), 1000)
+  .option('--split-threshold <n>', 'members at which a room is split into 64 virtual rooms', count(1, 10_000_000), 1000)
   .option('--host <address>', 'loopback address to listen on', '127.0.0.1')
   .option('--web-port <port>', 'port of the chat page (0: any free port)', count(0, 65535), 8080)
   .option('--log-dir <dir>', 'where the processes write their logs')
@@ -60,6 +60,10 @@ program.command('up')
   .option('--room-rate <n>', 'messages per second a room may carry (default: unlimited)', count(1, 10_000_000))
   .option('--gateway-queue <n>', 'deliveries a broker holds for one slow gateway', count(100, 10_000_000), 10_000)
   .action(async (opts) => {
+    // Worker ids give each role 128 ordinals (see ids/snowflake.ts).
+    for (const [what, n] of [['--partitions × --replicas', opts.partitions * opts.replicas], ['--store-partitions × --store-replicas', opts.storePartitions * opts.storeReplicas]] as const) {
+      if (n > 128) program.error(`groupchat up: ${what} is ${n}; at most 128 processes of a role`);
+    }
     const logDir: string = opts.logDir ?? join(tmpdir(), `groupchat-${process.pid}`);
     const cluster = new LocalCluster({
       partitions: opts.partitions, replicas: opts.replicas, proxies: opts.proxies, gateways: opts.gateways,

@@ -37,6 +37,7 @@ const MAX_BUFFERED_BYTES = 8 << 20;
 const DEDUP_ENTRIES = 100_000;
 const MAX_DISPLAY_NAME = 64;
 const MAX_ROOMS_PER_SESSION = 1000;
+const MAX_EARLY_FRAMES = 64;
 
 const ErrorCode = client.ErrorCode;
 
@@ -65,6 +66,8 @@ class Session {
   userId = 0;
   displayName = '';
   loggingIn = false;
+  /** Frames that arrived while the login was being verified, handled after it. */
+  readonly early: ClientFrame[] = [];
   claims: LoginClaims | null = null;
   readonly rooms = new Set<number>();
   /** Last inbox position delivered on this connection. */
@@ -112,7 +115,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   };
 
   const deliver = (delivery: RoomDelivery) => {
-    const key = messageIdKey(delivery.messageId);
+    const key = `${delivery.senderId}/${messageIdKey(delivery.messageId)}`;
     const mask = Long.fromBits(delivery.vroomMask.low, delivery.vroomMask.high, true);
     const before = seen.get(key);
     const fresh = before ? maskWithout(mask, before) : mask;
@@ -147,7 +150,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
       complete = answer.complete && answer.status === peer.PublishStatus.DELIVERED;
       const sent = new Set<string>();
       for (const missed of answer.deliveries) {
-        sent.add(messageIdKey(missed.messageId));
+        sent.add(`${missed.senderId}/${messageIdKey(missed.messageId)}`);
         send(session, encodeDelivery(missed));
       }
       for (const live of held) if (!sent.has(live.key)) send(session, live.frame);
@@ -188,8 +191,14 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     });
   });
 
-  const handle = (session: Session, frame: ClientFrame) => {
+  const handle = (session: Session, frame: ClientFrame): void => {
     const requestId = frame.requestId;
+    if (session.loggingIn) {
+      // Pipelined after a Login still being verified: keep the session's order.
+      if (session.early.length >= MAX_EARLY_FRAMES) return fail(session, ErrorCode.OVERLOADED, `more than ${MAX_EARLY_FRAMES} frames before the login completed`, 1008);
+      session.early.push(frame);
+      return;
+    }
     switch (frame.body) {
       case 'ping':
         send(session, client.ServerFrame.encode({ pong: { clientTimeMs: frame.ping!.clientTimeMs, serverTimeMs: Date.now() } }).finish());
@@ -216,6 +225,8 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
           session.loggingIn = false;
           authFailures.inc();
           reply(session, requestId, ErrorCode.UNAUTHENTICATED, err instanceof AuthError ? err.message : 'login refused');
+        }).finally(() => {
+          for (const early of session.early.splice(0)) handle(session, early);
         });
         return;
       }

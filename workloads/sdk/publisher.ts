@@ -121,12 +121,22 @@ export class Publisher extends EventEmitter {
     });
   }
 
-  /** What the room's ordering broker still holds after afterSeq of sequencerId. */
+  /**
+   * What the room's ordering broker still holds after afterSeq of sequencerId.
+   * Past the publisher's timeout it answers incomplete and empty rather than hang.
+   */
   history(roomId: number, sequencerId: number, afterSeq: number): Promise<HistoryReply> {
     const correlation = this.nextCorrelation;
     this.nextCorrelation = this.nextCorrelation >= 0xffffffff ? 1 : this.nextCorrelation + 1;
     return new Promise((resolve) => {
-      const request = { frame: { historyRequest: { correlation, roomId, sequencerId, afterSeq } }, proxyId: null, resolve };
+      const timer = setTimeout(() => {
+        this.historyRequests.delete(correlation);
+        resolve({ correlation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE });
+      }, this.timeoutMs);
+      const request = {
+        frame: { historyRequest: { correlation, roomId, sequencerId, afterSeq } }, proxyId: null,
+        resolve: (reply: HistoryReply) => { clearTimeout(timer); resolve(reply); },
+      };
       this.historyRequests.set(correlation, request);
       this.sendHistory(correlation);
     });
