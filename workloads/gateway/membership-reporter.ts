@@ -8,6 +8,7 @@ import { metrics } from '../observability/http.js';
 import { peer, type RoomCount } from '../protocol/index.js';
 import type { Registry } from '../registry/registry.js';
 import type { Member } from '../registry/schema.js';
+import { onReturn } from '../registry/departures.js';
 import { partitionOf, pickReplica, replicasOf } from '../routing/placement.js';
 import type { PeerIdentity } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
@@ -36,6 +37,7 @@ export class MembershipReporter<S extends RoomMember> {
     const sync = () => this.routers.sync(registry.members().filter((m) => m.role === 'router'));
     registry.on('members', sync);
     sync();
+    onReturn(registry, gatewayId, () => this.sendFull());
   }
 
   get connected(): boolean {

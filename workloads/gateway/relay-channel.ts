@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { peer, type Long, type PeerFrame } from '../protocol/index.js';
 import type { Registry } from '../registry/registry.js';
 import type { Member } from '../registry/schema.js';
+import { onReturn } from '../registry/departures.js';
 import { pickReplica, replicasOf } from '../routing/placement.js';
 import type { PeerIdentity, PeerLink } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
@@ -45,6 +46,12 @@ export class RelayChannel extends EventEmitter<{ inbox: [InboxPush] }> {
     const sync = () => this.relays.sync(registry.members().filter((m) => m.role === 'relay'));
     registry.on('members', sync);
     sync();
+    onReturn(registry, gatewayId, () => {
+      for (const relay of this.relays.members()) {
+        const link = this.relays.link(relay.id);
+        if (link) this.sendFull(relay, link);
+      }
+    });
   }
 
   get connected(): boolean {

@@ -12,6 +12,7 @@ import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import type { PeerLink } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { PeerServer } from '../transport/peer-server.js';
+import { DEFAULT_HEALTH, ReplicaHealth } from './replica-health.js';
 
 const ROUTE_RETRY_MS = 50;
 /** How long a publish may wait for a live broker before NO_ROUTE. */
@@ -22,6 +23,7 @@ const published = new Counter({ name: 'groupchat_proxy_publish_total', help: 'Pu
 const acked = new Counter({ name: 'groupchat_proxy_ack_total', help: 'Acks returned to publishers', labelNames: ['status'], registers: [metrics] });
 const rerouted = new Counter({ name: 'groupchat_proxy_reroute_total', help: 'Publishes re-sent to another broker replica', registers: [metrics] });
 const pendingGauge = new Gauge({ name: 'groupchat_proxy_pending', help: 'Publishes awaiting a broker ack', registers: [metrics] });
+const openCircuits = new Gauge({ name: 'groupchat_proxy_open_circuits', help: 'Broker replicas this proxy routes around', registers: [metrics] });
 
 interface Pending {
   origin: PeerLink;
@@ -33,6 +35,9 @@ interface Pending {
   noRoute: () => PeerFrameInit;
   brokerId: string | null;
   deadline: number;
+  sentAt: number;
+  /** Already counted as slow against brokerId. */
+  slowCounted: boolean;
 }
 
 export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
@@ -42,6 +47,8 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
   const pending = new Map<number, Pending>();
   const paused = new Set<PeerLink>();
   let nextCorrelation = 1;
+  const health = new ReplicaHealth();
+  const usable = (m: Member) => brokers.isUp(m.id) && health.allows(m.id);
 
   const syncBrokers = () => brokers.sync(registry.members().filter((m) => m.role === 'broker'));
   registry.on('members', syncBrokers);
@@ -51,7 +58,9 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     const topology = registry.topology().roles.broker;
     const partition = partitionOf(entry.roomId, topology.partitions);
     const live = replicasOf(registry.members(), 'broker', partition);
-    const target: Member | undefined = pickReplica(entry.roomId, topology.replicas, live, (m) => brokers.isUp(m.id));
+    // Open circuits are avoided, but never at the price of having no replica at all.
+    const target: Member | undefined = pickReplica(entry.roomId, topology.replicas, live, usable)
+      ?? pickReplica(entry.roomId, topology.replicas, live, (m) => brokers.isUp(m.id));
     const link = target ? brokers.link(target.id) : null;
     if (!target || !link) {
       entry.brokerId = null;
@@ -65,6 +74,8 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
       return;
     }
     entry.brokerId = target.id;
+    entry.sentAt = Date.now();
+    entry.slowCounted = false;
     const accepted = link.send(entry.toBroker(correlation));
     if (!accepted && !paused.has(entry.origin)) {
       // Back-pressure: stop reading this publisher until the broker drains.
@@ -86,6 +97,7 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
       }
       pending.delete(answer.correlation);
       pendingGauge.set(pending.size);
+      if (entry.brokerId) health.success(entry.brokerId, Date.now() - entry.sentAt);
       acked.inc({ status: peer.PublishStatus[answer.status] ?? String(answer.status) });
       entry.origin.send(frame.body === 'publishAck'
         ? { publishAck: { ...frame.publishAck, correlation: entry.originCorrelation } }
@@ -97,6 +109,7 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     });
   });
   brokers.on('down', (member) => {
+    health.failure(member.id);
     let count = 0;
     for (const [correlation, entry] of pending) {
       if (entry.brokerId !== member.id) continue;
@@ -108,10 +121,10 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
   });
 
   server.on('link', (origin) => {
-    const accept = (entry: Omit<Pending, 'brokerId' | 'deadline'>) => {
+    const accept = (entry: Omit<Pending, 'brokerId' | 'deadline' | 'sentAt' | 'slowCounted'>) => {
       const correlation = nextCorrelation;
       nextCorrelation = nextCorrelation >= 0xffffffff ? 1 : nextCorrelation + 1;
-      const full: Pending = { ...entry, brokerId: null, deadline: Date.now() + ROUTE_DEADLINE_MS };
+      const full: Pending = { ...entry, brokerId: null, deadline: Date.now() + ROUTE_DEADLINE_MS, sentAt: 0, slowCounted: false };
       pending.set(correlation, full);
       pendingGauge.set(pending.size);
       route(correlation, full);
@@ -149,12 +162,32 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     });
   });
 
+  // Publishes a replica sits on count against it; once its circuit opens, its
+  // rooms (and what it holds of theirs) move to the next replica.
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    const opened = new Set<string>();
+    for (const entry of pending.values()) {
+      if (!entry.brokerId || entry.slowCounted || now - entry.sentAt < DEFAULT_HEALTH.slowMs) continue;
+      entry.slowCounted = true;
+      health.failure(entry.brokerId);
+      if (!health.allows(entry.brokerId)) opened.add(entry.brokerId);
+    }
+    for (const brokerId of opened) {
+      log.warn({ broker: brokerId }, 'broker replica slow: circuit open, its rooms move to the next replica');
+      for (const [correlation, entry] of pending) if (entry.brokerId === brokerId) route(correlation, entry);
+    }
+    openCircuits.set(health.snapshot().filter((r) => r.state !== 'closed').length);
+  }, 250);
+  sweep.unref();
+
   const address = await server.listen(ctx.config.port, ctx.config.host);
   log.info({ address }, 'proxy listening');
   return {
     member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
     isReady: () => registry.members().some((m) => m.role === 'broker' && brokers.isUp(m.id)),
     stop: async () => {
+      clearInterval(sweep);
       brokers.close();
       await server.close();
     },

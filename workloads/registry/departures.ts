@@ -19,3 +19,19 @@ export function onDeparture(registry: Registry, role: Role, departed: (memberId:
   registry.on('members', check);
   check();
 }
+
+/**
+ * Calls back each time memberId is back in the registry after having left it
+ * (it hung past its TTL and registered again). Peers forgot its state when it
+ * left, so it must send that state again.
+ */
+export function onReturn(registry: Registry, memberId: string, returned: () => void): void {
+  let state: 'unseen' | 'present' | 'gone' = 'unseen';
+  const check = () => {
+    const present = registry.members().some((m) => m.id === memberId);
+    if (present && state === 'gone') returned();
+    state = present ? 'present' : state === 'unseen' ? 'unseen' : 'gone';
+  };
+  registry.on('members', check);
+  check();
+}
