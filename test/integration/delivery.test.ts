@@ -85,4 +85,18 @@ describe('delivery through real processes', () => {
     expect(audit(users, acked)).toEqual({ lost: 0, duplicated: 0, reordered: 0, sdkDropped: 0 });
     expect(totalReceived(users)).toBe(expected);
   });
+
+  test('a message published right after a Join is answered reaches the new member', async () => {
+    const publisher = new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', 3) });
+    let missed = 0;
+    for (let i = 0; i < 30; i++) {
+      const roomId = 5000 + i;
+      const user = await connectUser(cluster.ready.gateways[i % 2]!, 9000 + i, [roomId]);
+      await publisher.publish({ roomId, payload: Buffer.from('first') });
+      await eventually(() => (user.received.get(roomId)?.length ?? 0) > 0, 'the first message', 2000).catch(() => { missed++; });
+      await user.client.close();
+    }
+    publisher.close();
+    expect(missed).toBe(0);
+  });
 });

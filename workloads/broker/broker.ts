@@ -196,7 +196,8 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       switch (frame.body) {
         case 'publish': return onPublish(link, frame.publish!);
         case 'membership':
-          if (!onMembership(frame.membership!)) link.fail(12, 'MembershipUpdate needs a gateway id and a dialable host:port gateway address');
+          if (!onMembership(frame.membership)) return link.fail(12, 'MembershipUpdate needs a gateway id and a dialable host:port gateway address');
+          link.send({ membershipAck: { gatewayId: frame.membership.gatewayId, gatewaySeq: frame.membership.gatewaySeq } });
           return;
         case 'historyRequest': {
           const request = frame.historyRequest;

@@ -142,7 +142,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
 
   /** Sends what a rejoining member missed, then the live messages held meanwhile. */
   const resume = async (session: Session, requestId: number, roomId: number, sequencerId: number, afterSeq: number) => {
-    const held: Array<{ key: string; frame: Uint8Array }> = [];
+    const held = session.resuming.get(roomId) ?? [];
     session.resuming.set(roomId, held);
     let complete = false;
     try {
@@ -244,9 +244,15 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
       }
       if (!mayJoin(session.claims, roomId)) return reply(session, requestId, ErrorCode.FORBIDDEN, `the login token does not allow room ${roomId}`);
       session.rooms.add(roomId);
-      if (rooms.join(roomId, session)) reporter.schedule();
-      if (resumeSequencerId !== 0) return void resume(session, requestId, roomId, resumeSequencerId, toNumber(resumeAfterSeq));
-      return reply(session, requestId);
+      // Hold live messages from now on, so the missed ones go out first.
+      if (resumeSequencerId !== 0) session.resuming.set(roomId, session.resuming.get(roomId) ?? []);
+      // Answer once the brokers know: every message sequenced after the OK reaches this member.
+      const known = rooms.join(roomId, session) ? (reporter.schedule(), reporter.applied(roomId)) : Promise.resolve();
+      void known.then(() => {
+        if (resumeSequencerId !== 0) return resume(session, requestId, roomId, resumeSequencerId, toNumber(resumeAfterSeq));
+        return reply(session, requestId);
+      });
+      return;
     }
     if ((frame.body === 'direct' || frame.body === 'send') && !userLimits.take(session.userId)) {
       return reply(session, requestId, ErrorCode.RATE_LIMITED, 'over your message rate; retry later');
