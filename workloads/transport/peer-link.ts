@@ -47,6 +47,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private batchBytes = 0;
   private flushScheduled = false;
   private lastReceived = Date.now();
+  /** The Hello must complete by then, however many bytes arrive before it. */
+  private readonly helloDeadline: number;
   private lastSent = Date.now();
   private readonly timer: NodeJS.Timeout;
   private wantDrain = false;
@@ -59,6 +61,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   ) {
     super();
     this.decoder = new FrameDecoder(options.maxFrameBytes);
+    this.helloDeadline = Date.now() + options.timeoutMs;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.maybeDrain());
@@ -205,6 +208,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const now = Date.now();
     if (now - this.lastReceived > this.options.timeoutMs) {
       this.close(new Error(`peer ${this.describe()} silent for ${now - this.lastReceived} ms`));
+      return;
+    }
+    if (!this.remote && now > this.helloDeadline) {
+      this.fail(3, `no Hello within ${this.options.timeoutMs} ms`);
       return;
     }
     if (now - this.lastSent >= this.options.heartbeatMs) {
