@@ -24,7 +24,7 @@ function bodies(): Buffer[] {
 
 /** The decoder's buffered tail, to check it stays bounded. */
 function pendingBytes(decoder: FrameDecoder): number {
-  return (decoder as unknown as { pending: Buffer | null }).pending?.length ?? 0;
+  return decoder.bufferedBytes;
 }
 
 describe('FrameDecoder', () => {

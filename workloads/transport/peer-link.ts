@@ -106,16 +106,30 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.closed) return;
     this.send({ error: { code, message } });
     this.flush();
-    this.socket.end();
-    this.close(new Error(message));
+    this.finish(new Error(message), true);
   }
 
   close(err?: Error): void {
+    this.finish(err, false);
+  }
+
+  /**
+   * linger: half-close and keep reading (and discarding) until the peer closes
+   * or the timeout, so the PeerError is not lost to a reset by unread input.
+   */
+  private finish(err: Error | undefined, linger: boolean): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     this.batch = null;
-    this.socket.destroy();
+    if (linger) {
+      this.socket.end();
+      const timer = setTimeout(() => this.socket.destroy(), this.options.timeoutMs);
+      timer.unref();
+      this.socket.once('close', () => clearTimeout(timer));
+    } else {
+      this.socket.destroy();
+    }
     this.emit('close', err);
   }
 
@@ -161,6 +175,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.closed) return; // a failed link drains its input unread
     this.lastReceived = Date.now();
     let frames: Buffer[];
     try {
