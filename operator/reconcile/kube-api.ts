@@ -87,7 +87,7 @@ export class KubeApi {
     await this.events.createNamespacedEvent({
       namespace,
       body: {
-        metadata: { generateName: `${name}.`, namespace },
+        metadata: { generateName: `${name}-`, namespace },
         eventTime: microTime(new Date()) as unknown as Date,
         reportingController: REPORTING_CONTROLLER,
         reportingInstance: this.instance,

@@ -40,7 +40,7 @@ export class Reconciler {
     const parsed = GroupChatClusterSchema.safeParse(raw);
     if (!parsed.success) {
       // The API server validates the same schema, so this is a stored object from an older CRD.
-      this.log.warn({ namespace, name, issues: parsed.error.issues }, 'cluster does not match the schema; not reconciling');
+      this.log.warn({ namespace, cluster: name, issues: parsed.error.issues }, 'cluster does not match the schema; not reconciling');
       return {};
     }
     const cr = parsed.data;
@@ -52,7 +52,7 @@ export class Reconciler {
       } catch (err) {
         // Never guess the state of a doubling: stop and say so.
         const decision: Decision = { type: 'Warning', reason: 'TopologyUnreadable', message: `${configMap.metadata?.name}: ${(err as Error).message}` };
-        await this.api.event(cr, decision, 'Reconcile');
+        await this.record(cr, decision, 'Reconcile');
         throw new Error(decision.message);
       }
     }
@@ -69,13 +69,13 @@ export class Reconciler {
 
     if (!applyError) {
       for (const decision of result.decisions) {
-        this.log.info({ namespace, name, reason: decision.reason }, decision.message);
-        await this.api.event(cr, decision, 'Scale');
+        this.log.info({ namespace, cluster: name, reason: decision.reason }, decision.message);
+        await this.record(cr, decision, 'Scale');
       }
     }
     if (isNewRefusal(result, cr.status, cr.metadata.generation)) {
-      this.log.warn({ namespace, name, reason: result.refusal!.reason }, result.refusal!.message);
-      await this.api.event(cr, result.refusal!, 'Refuse');
+      this.log.warn({ namespace, cluster: name, reason: result.refusal!.reason }, result.refusal!.message);
+      await this.record(cr, result.refusal!, 'Refuse');
     }
     const status = computeStatus({
       generation: cr.metadata.generation, result, workloads: this.workloads(namespace, desired),
@@ -84,6 +84,12 @@ export class Reconciler {
     await this.api.applyStatus(cr, status);
     if (applyError) throw new Error(applyError);
     return result.state.topology.phase === 'Stable' ? {} : { requeueAfterMs: DOUBLING_RECHECK_MS };
+  }
+
+  /** Events are best effort, as with client-go's recorder: a lost one must not stop a reconcile. */
+  private async record(cr: GroupChatCluster, decision: Decision, action: string): Promise<void> {
+    await this.api.event(cr, decision, action)
+      .catch((err) => this.log.warn({ cluster: cr.metadata.name, reason: decision.reason, err: apiMessage(err) }, 'could not record an event'));
   }
 
   private members(namespace: string, cluster: string): Member[] {

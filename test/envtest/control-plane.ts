@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
+import { runTool } from './tools.js';
 
 const run = promisify(execFile);
 
@@ -155,17 +156,8 @@ export async function startControlPlane(users: User[] = []): Promise<ControlPlan
       kc.loadFromFile(kubeconfig(user));
       return kc;
     };
-    const kubectl = async (args: string[], options: { user?: string; input?: string } = {}) => {
-      const child = spawn('kubectl', ['--kubeconfig', kubeconfig(options.user), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => { stdout += d; });
-      child.stderr.on('data', (d) => { stderr += d; });
-      child.stdin.end(options.input ?? '');
-      const code = await new Promise<number>((r) => child.once('close', (c) => r(c ?? 1)));
-      if (code !== 0) throw new Error(stderr.trim() || `kubectl ${args.join(' ')} exited with ${code}`);
-      return stdout;
-    };
+    const kubectl = (args: string[], options: { user?: string; input?: string } = {}) =>
+      runTool('kubectl', ['--kubeconfig', kubeconfig(options.user), ...args], options.input);
     await waitFor('kube-apiserver', async () => {
       await kubectl(['get', '--raw', '/readyz']);
       // The bootstrap controller creates the default namespace shortly after /readyz.
