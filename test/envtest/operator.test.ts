@@ -31,6 +31,8 @@ const condition = (cr: any, type: string) => cr.status?.conditions?.find((c: any
 const statefulSetNames = async () => (await getJson(cp, ['statefulsets', '-n', NS])).items.map((s: any) => s.metadata.name).sort();
 const patchSpec = (spec: object) => cp.kubectl(['patch', 'groupchatcluster', CLUSTER, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec })]);
 const reasons = async () => (await eventsFor(cp, NS, CLUSTER)).map((e) => e.reason);
+/** Events are recorded after the objects they speak of are applied: wait for them too. */
+const eventRecorded = (reason: string) => eventually(async () => expect(await reasons()).toContain(reason));
 
 /** A member as a pod's registry writes it: a Lease renewed by the kubernetes back-end. */
 async function member(role: Member['role'], partition: number, replica: number, epoch: number, ready = true): Promise<void> {
@@ -123,7 +125,7 @@ test('creating a GroupChatCluster makes its objects appear, and status reports t
     expect(condition(cr, 'Progressing')).toMatchObject({ status: 'False' });
     expect(condition(cr, 'Degraded')).toMatchObject({ status: 'False' });
   });
-  expect(await reasons()).toContain('TopologyCreated');
+  await eventRecorded('TopologyCreated');
   const printed = await cp.kubectl(['get', 'groupchatcluster', CLUSTER, '-n', NS]);
   expect(printed).toMatch(/BROKERS\s+EPOCH\s+PHASE\s+READY/);
   expect(printed).toMatch(/chat\s+2\s+1\s+Stable\s+True/);
@@ -150,7 +152,7 @@ test('editing partitions 2 → 4 doubles them through Expanding and Switching as
     expect(t).toMatchObject({ epoch: 2, phase: 'Expanding', roles: { broker: { partitions: 2 } }, next: { roles: { broker: { partitions: 4, replicas: 3 } } } });
     expect((await cluster()).status).toMatchObject({ phase: 'Expanding', epoch: 2 });
   });
-  expect(await reasons()).toContain('DoublingStarted');
+  await eventRecorded('DoublingStarted');
   // The registry the pods use sees the phase change.
   await eventually(() => expect(registry.topology().phase).toBe('Expanding'));
 
@@ -159,7 +161,7 @@ test('editing partitions 2 → 4 doubles them through Expanding and Switching as
   await eventually(async () => {
     expect(condition(await cluster(), 'Degraded')).toMatchObject({ status: 'True', reason: 'ChangeDuringDoubling' });
   });
-  expect(await reasons()).toContain('ChangeDuringDoubling');
+  await eventRecorded('ChangeDuringDoubling');
   expect((await getJson(cp, ['statefulset', 'chat-broker-0', '-n', NS])).spec.replicas).toBe(3);
   await patchSpec({ broker: { partitions: 4, replicas: 3 } });
 
@@ -173,7 +175,7 @@ test('editing partitions 2 → 4 doubles them through Expanding and Switching as
     expect(await topology()).toMatchObject({ epoch: 3, phase: 'Switching', roles: { broker: { partitions: 4, replicas: 3 } } });
   });
   expect((await topology()).next).toBeUndefined();
-  expect(await reasons()).toContain('EpochFlipped');
+  await eventRecorded('EpochFlipped');
 
   // Switching ends once the old partitions' members serve the new epoch too.
   for (const p of [0, 1]) for (const r of [0, 1, 2]) await member('broker', p, r, 3);
@@ -183,7 +185,7 @@ test('editing partitions 2 → 4 doubles them through Expanding and Switching as
     expect(cr.status).toMatchObject({ phase: 'Stable', epoch: 3 });
     expect(condition(cr, 'Degraded')).toMatchObject({ status: 'False' });
   });
-  expect(await reasons()).toContain('DoublingComplete');
+  await eventRecorded('DoublingComplete');
 });
 
 test('4 → 3 is rejected by the API server; 4 → 2 and 4 → 16 are refused with a condition and an event, nothing applied', async () => {
@@ -198,9 +200,9 @@ test('4 → 3 is rejected by the API server; 4 → 2 and 4 → 16 are refused wi
     expect(condition(cr, 'Degraded')).toMatchObject({ status: 'True', reason: 'PartitionChangeRefused' });
     expect(condition(cr, 'Degraded').message).toContain('broker partitions 4 → 2 refused');
   });
-  expect(await eventsFor(cp, NS, CLUSTER)).toContainEqual(expect.objectContaining({
+  await eventually(async () => expect(await eventsFor(cp, NS, CLUSTER)).toContainEqual(expect.objectContaining({
     type: 'Warning', reason: 'PartitionChangeRefused', note: expect.stringContaining('4 → 2'),
-  }));
+  })));
   expect(await statefulSetNames()).toHaveLength(5);
   expect((await getJson(cp, ['statefulset', 'chat-broker-3', '-n', NS])).spec.replicas).toBe(3);
   expect(await topology()).toEqual(before);
