@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadOperatorConfig, runOperator } from '../../operator/main.js';
 import { loadKey, signLogin } from '../auth/tokens.js';
 import { startBroker } from '../broker/broker.js';
 import { startGateway } from '../gateway/gateway.js';
@@ -129,5 +130,18 @@ for (const [role, start] of Object.entries(ROLE_STARTERS)) {
     });
 }
 
+program.command('operator')
+  .description('run the GroupChatCluster operator (its service account in a pod, else KUBECONFIG)')
+  .option('--namespace <ns>', 'watch only this namespace (default: all; or GROUPCHAT_WATCH_NAMESPACE)')
+  .option('--host <address>', 'address of the health and metrics endpoint')
+  .option('--http-port <port>', 'port of the health and metrics endpoint (0: any)')
+  .action(async (opts) => {
+    try {
+      await runOperator(loadOperatorConfig(opts));
+    } catch (err) {
+      process.stderr.write(`groupchat operator: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+  });
 
 await program.parseAsync(process.argv);

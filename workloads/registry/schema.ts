@@ -11,19 +11,35 @@ export const RoleTopologySchema = z.object({
   replicas: z.number().int().min(1).max(16),
 }).strict();
 
-/** Written by the operator (or the local launcher); read by every role. */
+/** The layout of the partitioned roles; pi, xiu and relay only where deployed. */
+export const LayoutSchema = z.object({
+  broker: RoleTopologySchema,
+  router: RoleTopologySchema,
+  pi: RoleTopologySchema.optional(),
+  xiu: RoleTopologySchema.optional(),
+  relay: RoleTopologySchema.optional(),
+}).strict();
+export type Layout = z.infer<typeof LayoutSchema>;
+export const PARTITIONED_ROLES = ['broker', 'router', 'pi', 'xiu', 'relay'] as const satisfies readonly (keyof Layout)[];
+export type PartitionedRole = (typeof PARTITIONED_ROLES)[number];
+
+export const TOPOLOGY_PHASES = ['Stable', 'Expanding', 'Switching'] as const;
+
+/**
+ * Written by the operator (or the local launcher); read by every role.
+ *
+ * A partition doubling goes Stable(epoch e) → Expanding(epoch e, `next` holds
+ * the doubled layout: the new partitions start and sync their state while
+ * `roles` still routes) → Switching(epoch e + 1, `roles` is the doubled layout:
+ * members move over, old partitions still answer stragglers) → Stable(e + 1)
+ * once every member reports that it serves epoch e + 1.
+ */
 export const TopologySchema = z.object({
   epoch: z.number().int().nonnegative(),
-  /** Stable, or the phases of a partition doubling (see the operator). */
-  phase: z.enum(['Stable', 'Expanding', 'Switching']),
-  roles: z.object({
-    broker: RoleTopologySchema,
-    router: RoleTopologySchema,
-    /** The offline roles; absent when the cluster runs without them. */
-    pi: RoleTopologySchema.optional(),
-    xiu: RoleTopologySchema.optional(),
-    relay: RoleTopologySchema.optional(),
-  }).strict(),
+  phase: z.enum(TOPOLOGY_PHASES),
+  roles: LayoutSchema,
+  /** Only while Expanding: the layout that epoch + 1 will have. */
+  next: z.object({ roles: LayoutSchema }).strict().optional(),
   /** Members in a room above which a broker splits it into virtual rooms. */
   splitThreshold: z.number().int().min(1),
   /** Token-bucket limits on messages; absent means unlimited. */
@@ -58,6 +74,12 @@ export const MemberSchema = z.object({
   /** User-facing WebSocket URL (gateways). */
   wsUrl: z.string().url().optional(),
   ready: z.boolean(),
+  /**
+   * The topology epoch this member serves (see servedEpoch). The operator
+   * flips a doubling's epoch once the new partitions serve epoch + 1, and ends
+   * it once every member does.
+   */
+  epoch: z.number().int().nonnegative().optional(),
   /** Set by the leader of a replicated partition (pi, xiu). */
   leader: z.boolean().optional(),
 }).strict();
@@ -76,4 +98,21 @@ export function defaultTopology(partitions = 2, replicas = 2, routers = 2): Topo
     },
     splitThreshold: 1000,
   };
+}
+
+/**
+ * The epoch a member of (role, partition) serves under `topology`: the current
+ * one where its partition is routed to, the next one where only the layout
+ * being expanded to has it (the member reports it once it has synced, i.e. is
+ * ready), and none where neither has it.
+ */
+export function servedEpoch(topology: Topology, role: Role, partition: number): number | undefined {
+  const partitionsIn = (layout: Layout | undefined) => (isPartitioned(role) ? layout?.[role]?.partitions ?? 0 : 1);
+  if (partition < partitionsIn(topology.roles)) return topology.epoch;
+  if (partition < partitionsIn(topology.next?.roles)) return topology.epoch + 1;
+  return undefined;
+}
+
+export function isPartitioned(role: Role): role is PartitionedRole {
+  return (PARTITIONED_ROLES as readonly string[]).includes(role);
 }

@@ -18,12 +18,23 @@ export const RoleConfigSchema = z.object({
   port: Port.default(0),
   httpPort: Port.default(0),
   wsPort: Port.default(0),
-  registry: z.enum(['ipc']).default('ipc'),
+  registry: z.enum(['ipc', 'kubernetes']).default('ipc'),
   /** Where pi and xiu keep their RocksDB data. */
   dataDir: z.string().optional(),
   /** File holding the HS256 key for login tokens (gateway); unset: no tokens needed. */
   authKeyFile: z.string().optional(),
-}).strict();
+  /** kubernetes registry: the GroupChatCluster this process belongs to, and its namespace. */
+  cluster: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a Kubernetes object name').optional(),
+  namespace: z.string().min(1).optional(),
+  /** kubernetes registry: the pod, which names and owns the member's Lease. */
+  podName: z.string().min(1).optional(),
+  podUid: z.string().min(1).optional(),
+}).strict().superRefine((config, ctx) => {
+  if (config.registry !== 'kubernetes') return;
+  for (const key of ['cluster', 'namespace'] as const) {
+    if (!config[key]) ctx.addIssue({ code: 'custom', path: [key], message: `the kubernetes registry needs ${ENV_KEYS[key]}` });
+  }
+});
 
 export type RoleConfig = z.infer<typeof RoleConfigSchema>;
 
@@ -32,6 +43,7 @@ const ENV_KEYS: Record<string, string> = {
   host: 'GROUPCHAT_HOST', advertiseHost: 'GROUPCHAT_ADVERTISE_HOST', port: 'GROUPCHAT_PORT',
   httpPort: 'GROUPCHAT_HTTP_PORT', wsPort: 'GROUPCHAT_WS_PORT', registry: 'GROUPCHAT_REGISTRY',
   dataDir: 'GROUPCHAT_DATA_DIR', authKeyFile: 'GROUPCHAT_AUTH_KEY_FILE',
+  cluster: 'GROUPCHAT_CLUSTER', namespace: 'GROUPCHAT_NAMESPACE', podName: 'GROUPCHAT_POD_NAME', podUid: 'GROUPCHAT_POD_UID',
 };
 
 export function loadRoleConfig(role: string, flags: Record<string, unknown>): RoleConfig {

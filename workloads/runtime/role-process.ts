@@ -3,9 +3,13 @@
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { serveHealth } from '../observability/http.js';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Gauge } from 'prom-client';
+import { metrics } from '../observability/http.js';
 import { IpcRegistry } from '../registry/ipc.js';
+import { KubernetesRegistry } from '../registry/kubernetes.js';
 import type { Registration, Registry } from '../registry/registry.js';
-import type { Member } from '../registry/schema.js';
+import { servedEpoch, type Member, type Topology } from '../registry/schema.js';
 import type { PeerIdentity } from '../transport/peer-link.js';
 import { memberIdFor, type RoleConfig } from './config.js';
 
@@ -29,17 +33,32 @@ export interface RoleInstance {
   stop(): Promise<void>;
 }
 
-async function connectRegistry(config: RoleConfig): Promise<Registry> {
+const topologyEpoch = new Gauge({
+  name: 'groupchat_topology_epoch', help: 'Epoch of the topology this process routes by', registers: [metrics],
+});
+
+async function connectRegistry(config: RoleConfig, log: Logger): Promise<Registry> {
   switch (config.registry) {
     case 'ipc':
       return IpcRegistry.connect();
+    case 'kubernetes': {
+      // In a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config.
+      const kubeConfig = new KubeConfig();
+      kubeConfig.loadFromDefault();
+      return KubernetesRegistry.connect({
+        kubeConfig, namespace: config.namespace!, cluster: config.cluster!,
+        ...(config.podName ? { leaseName: config.podName } : {}),
+        ...(config.podName && config.podUid ? { pod: { name: config.podName, uid: config.podUid } } : {}),
+        onWarning: (message) => log.warn(message),
+      });
+    }
   }
 }
 
 export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => Promise<RoleInstance>): Promise<void> {
   const memberId = memberIdFor(config);
   const log = createLogger(config.role, { member: memberId });
-  const registry = await connectRegistry(config);
+  const registry = await connectRegistry(config, log);
   const ctx: RoleContext = {
     config, memberId, log, registry,
     self: { memberId, role: config.role },
@@ -47,12 +66,25 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
   };
   const instance = await start(ctx);
   const health = await serveHealth(config.host, config.httpPort, () => instance.isReady());
+  const epochOf = (topology: Topology) => servedEpoch(topology, config.role, config.partition);
+  const initialEpoch = epochOf(registry.topology());
   const base: Member = {
     id: memberId, role: config.role, partition: config.partition, replica: config.replica,
-    address: instance.member.address, httpAddress: health.address, ready: false,
+    address: instance.member.address, ready: false,
+    // Listening on a wildcard host, peers still need a routable one.
+    httpAddress: `${ctx.advertiseHost}:${health.address.slice(health.address.lastIndexOf(':') + 1)}`,
     ...(instance.member.wsUrl ? { wsUrl: instance.member.wsUrl } : {}),
+    ...(initialEpoch !== undefined ? { epoch: initialEpoch } : {}),
   };
   const registration: Registration = await registry.register(base);
+  topologyEpoch.set(registry.topology().epoch);
+  // The member says which epoch it serves, so the operator can see a doubling through.
+  registry.on('topology', (topology) => {
+    topologyEpoch.set(topology.epoch);
+    const epoch = epochOf(topology);
+    log.info({ epoch: topology.epoch, phase: topology.phase, serves: epoch }, 'topology changed');
+    if (epoch !== undefined) void registration.update({ epoch });
+  });
   // Ready is published when the role says so, and withdrawn if it stops being so.
   let published = { ready: false, leader: undefined as boolean | undefined };
   const readiness = setInterval(() => {

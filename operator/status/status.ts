@@ -1,0 +1,78 @@
+// The status a cluster reports, computed from what the reconcile decided and
+// what the workloads' own status says. Pure: the reconciler only writes it.
+import type { Role } from '../../workloads/registry/schema.js';
+import type { ClusterStatus, Condition, RoleStatus } from '../api/v1alpha1.js';
+import type { ScalingResult } from '../scaling/doubling.js';
+
+export interface ObservedWorkload {
+  role: Role;
+  /** Pods the workload should have. */
+  desired: number;
+  /** Pods its controller reports ready. */
+  ready: number;
+}
+
+export interface StatusInput {
+  generation: number;
+  result: ScalingResult;
+  workloads: ObservedWorkload[];
+  /** Set when applying the desired objects failed. */
+  applyError?: string;
+  previous: ClusterStatus | undefined;
+  now: Date;
+}
+
+export function computeStatus(input: StatusInput): ClusterStatus {
+  const { result, workloads, applyError, generation } = input;
+  const { topology } = result.state;
+
+  const roles: Record<string, RoleStatus> = {};
+  for (const w of workloads) {
+    const r = (roles[w.role] ??= { desired: 0, ready: 0 });
+    r.desired += w.desired;
+    r.ready += Math.min(w.ready, w.desired);
+  }
+  for (const [role, layout] of Object.entries(topology.next?.roles ?? topology.roles)) {
+    if (roles[role]) roles[role].partitions = layout.partitions;
+  }
+  const notReady = Object.entries(roles).filter(([, r]) => r.ready < r.desired).map(([role, r]) => `${role} ${r.ready}/${r.desired}`);
+
+  const conditions: Omit<Condition, 'lastTransitionTime'>[] = [
+    applyError
+      ? { type: 'Degraded', status: 'True', reason: 'ApplyFailed', message: applyError }
+      : result.refusal
+        ? { type: 'Degraded', status: 'True', reason: result.refusal.reason, message: result.refusal.message }
+        : { type: 'Degraded', status: 'False', reason: 'AsExpected', message: '' },
+    topology.phase !== 'Stable'
+      ? { type: 'Progressing', status: 'True', reason: `Doubling${topology.phase}`, message: result.waitingFor ?? '' }
+      : notReady.length > 0
+        ? { type: 'Progressing', status: 'True', reason: 'RollingOut', message: `ready: ${notReady.join(', ')}` }
+        : { type: 'Progressing', status: 'False', reason: 'Stable', message: '' },
+    notReady.length === 0 && !applyError
+      ? { type: 'Ready', status: 'True', reason: 'AllReady', message: '' }
+      : { type: 'Ready', status: 'False', reason: 'NotReady', message: applyError ?? `ready: ${notReady.join(', ')}` },
+  ];
+
+  return {
+    observedGeneration: generation,
+    conditions: conditions.map((c) => withTransitionTime({ ...c, observedGeneration: generation }, input.previous, input.now)),
+    epoch: topology.epoch,
+    phase: topology.phase,
+    roles,
+  };
+}
+
+/** A condition keeps the time it last changed status. */
+function withTransitionTime(c: Omit<Condition, 'lastTransitionTime'>, previous: ClusterStatus | undefined, now: Date): Condition {
+  const before = previous?.conditions?.find((p) => p.type === c.type);
+  const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return { ...c, lastTransitionTime };
+}
+
+/** Whether a refusal is news: not already reported for this generation. */
+export function isNewRefusal(result: ScalingResult, previous: ClusterStatus | undefined, generation: number): boolean {
+  if (!result.refusal) return false;
+  const before = previous?.conditions?.find((c) => c.type === 'Degraded');
+  return !(before && before.reason === result.refusal.reason && before.message === result.refusal.message
+    && previous?.observedGeneration === generation);
+}

@@ -1,0 +1,95 @@
+// What the envtest suites share: waiting for a condition, running the real
+// `groupchat` CLI as a child process, and playing the parts of the controllers
+// and pods that do not run here (workload status, member Leases).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { ControlPlane } from './control-plane.js';
+
+export const CLI = resolve('dist/workloads/cli/main.js');
+
+/** Retries `check` (an assertion or a lookup) until it stops throwing. */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+export interface CliProcess {
+  child: ChildProcess;
+  /** Every JSON log line so far. */
+  logs: Record<string, unknown>[];
+  /** SIGTERM, and wait for the exit. */
+  stop(): Promise<void>;
+  /** SIGKILL: no chance to clean up, as when a node dies. */
+  kill(): Promise<void>;
+}
+
+/** Starts `groupchat <args>` and resolves once it logs a line that `ready` accepts. */
+export async function startCli(args: string[], env: Record<string, string>,
+  ready: (line: Record<string, unknown>) => boolean): Promise<CliProcess> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...env, GROUPCHAT_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d) => { stderr += d; });
+  await new Promise<void>((resolveReady, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        logs.push(parsed);
+        if (ready(parsed)) resolveReady();
+      } catch { /* not a log line */ }
+    });
+    child.once('exit', (code) => reject(new Error(`groupchat ${args[0]} exited with ${code}: ${stderr}`)));
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  return { child, logs, stop: () => end('SIGTERM'), kill: () => end('SIGKILL') };
+}
+
+export function startOperator(kubeconfig: string, namespace?: string): Promise<CliProcess> {
+  return startCli(['operator', '--http-port', '0', ...(namespace ? ['--namespace', namespace] : [])],
+    { KUBECONFIG: kubeconfig }, (line) => line.msg === 'operator started');
+}
+
+export async function getJson<T = any>(cp: ControlPlane, args: string[]): Promise<T> {
+  return JSON.parse(await cp.kubectl(['get', '-o', 'json', ...args])) as T;
+}
+
+/** Plays the StatefulSet and Deployment controllers: every pod of the selected workloads is ready. */
+export async function markWorkloadsReady(cp: ControlPlane, namespace: string, selector: string): Promise<void> {
+  for (const kind of ['statefulsets', 'deployments']) {
+    const list = await getJson<{ items: { metadata: { name: string; generation: number }; spec: { replicas: number } }[] }>(
+      cp, [kind, '-n', namespace, '-l', selector]);
+    for (const item of list.items) {
+      const n = item.spec.replicas;
+      const status = {
+        observedGeneration: item.metadata.generation, replicas: n, readyReplicas: n, availableReplicas: n, updatedReplicas: n,
+        ...(kind === 'statefulsets' ? { currentReplicas: n } : {}),
+      };
+      await cp.kubectl(['patch', kind, item.metadata.name, '-n', namespace, '--subresource=status', '--type=merge',
+        '-p', JSON.stringify({ status })]);
+    }
+  }
+}
+
+export interface EventSummary { reason: string; note: string; type: string }
+
+/** The events recorded about one object, oldest first. */
+export async function eventsFor(cp: ControlPlane, namespace: string, name: string): Promise<EventSummary[]> {
+  const list = await getJson<{ items: { reason: string; note?: string; message?: string; type: string; regarding?: { name: string } }[] }>(
+    cp, ['events.v1.events.k8s.io', '-n', namespace]);
+  return list.items.filter((e) => e.regarding?.name === name)
+    .map((e) => ({ reason: e.reason, note: e.note ?? e.message ?? '', type: e.type }));
+}

@@ -1,0 +1,95 @@
+// How the kubernetes registry lays its documents out in the API: the names,
+// labels and encodings the operator writes and the pods read. The one place
+// both sides take them from.
+import type { V1ConfigMap, V1Lease } from '@kubernetes/client-node';
+import { z } from 'zod';
+import { MemberSchema, TopologySchema, type Member, type Topology } from './schema.js';
+
+export const LABEL_CLUSTER = 'groupchat.dev/cluster';
+export const LABEL_ROLE = 'groupchat.dev/role';
+export const LABEL_PARTITION = 'groupchat.dev/partition';
+/** Set to "member" on the Leases members hold (leader Leases will differ). */
+export const LABEL_LEASE = 'groupchat.dev/lease';
+export const MEMBER_ANNOTATION = 'groupchat.dev/member';
+export const TOPOLOGY_KEY = 'topology.json';
+
+export const topologyConfigMapName = (cluster: string) => `${cluster}-topology`;
+/** The Lease a replicated partition's leader holds (`name` is e.g. "xiu-3"). */
+export const leaderLeaseName = (cluster: string, name: string) => `${cluster}-leader-${name}`;
+export const memberLeaseSelector = (cluster: string) => `${LABEL_CLUSTER}=${cluster},${LABEL_LEASE}=member`;
+
+/** Reads the topology from its ConfigMap; throws with the reason when it is not valid. */
+export function topologyFromConfigMap(configMap: V1ConfigMap): Topology {
+  const raw = configMap.data?.[TOPOLOGY_KEY];
+  if (raw === undefined) throw new Error(`ConfigMap ${configMap.metadata?.name} has no ${TOPOLOGY_KEY}`);
+  return TopologySchema.parse(JSON.parse(raw));
+}
+
+export function topologyData(topology: Topology): Record<string, string> {
+  return { [TOPOLOGY_KEY]: JSON.stringify(TopologySchema.parse(topology)) };
+}
+
+/** A Lease's time as the API wants a MicroTime: RFC 3339 with exactly six fractional digits. */
+export function microTime(date: Date): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+// Lease times arrive as Dates from a list and as strings from a watch event.
+const Time = z.union([z.date(), z.string()]).transform((t) => new Date(t).getTime());
+
+const MemberLease = z.object({
+  metadata: z.object({ annotations: z.object({ [MEMBER_ANNOTATION]: z.string() }) }),
+  spec: z.object({
+    renewTime: Time,
+    leaseDurationSeconds: z.number().int().positive(),
+  }),
+});
+
+/** The member a Lease holds, or undefined when it is malformed or expired at `now`. */
+export function memberFromLease(lease: V1Lease, now: number): Member | undefined {
+  const parsed = MemberLease.safeParse(lease);
+  if (!parsed.success) return undefined;
+  const { spec, metadata } = parsed.data;
+  if (spec.renewTime + spec.leaseDurationSeconds * 1000 < now) return undefined;
+  try {
+    const member = MemberSchema.safeParse(JSON.parse(metadata.annotations[MEMBER_ANNOTATION]));
+    return member.success ? member.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface MemberLeaseOptions {
+  name: string;
+  namespace: string;
+  cluster: string;
+  member: Member;
+  durationSeconds: number;
+  renewedAt: Date;
+  /** The pod holding the Lease, so the Lease goes when the pod does. */
+  pod?: { name: string; uid: string };
+}
+
+/** The Lease a member applies (whole, on every renewal). */
+export function memberLease(o: MemberLeaseOptions): V1Lease & { apiVersion: string; kind: string } {
+  return {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: {
+      name: o.name,
+      namespace: o.namespace,
+      labels: {
+        [LABEL_CLUSTER]: o.cluster, [LABEL_LEASE]: 'member',
+        [LABEL_ROLE]: o.member.role, [LABEL_PARTITION]: String(o.member.partition),
+      },
+      annotations: { [MEMBER_ANNOTATION]: JSON.stringify(o.member) },
+      ...(o.pod ? { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: o.pod.name, uid: o.pod.uid }] } : {}),
+    },
+    spec: {
+      holderIdentity: o.member.id,
+      leaseDurationSeconds: o.durationSeconds,
+      // Serialised as the API's MicroTime, which a Date would not be.
+      renewTime: microTime(o.renewedAt) as unknown as Date,
+    },
+  };
+}
