@@ -9,12 +9,12 @@ NODE_BIN      := $(NODE_HOME)/node_modules/node/bin
 NODE          := $(NODE_BIN)/node
 export PATH   := $(CURDIR)/node_modules/.bin:$(NODE_BIN):$(PATH)
 
-.PHONY: run test build deps node chromium clean test-unit test-integration test-browser envtest kube-tools crds operator
+.PHONY: run test build deps node chromium redis bench clean envtest kube-tools crds operator
 
 run: build
 	$(NODE) dist/workloads/cli/main.js up
 
-test: build chromium envtest kube-tools
+test: build chromium redis envtest kube-tools
 	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci
 
 build: deps
@@ -57,6 +57,19 @@ chromium: /usr/bin/chromium
 
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+# Debian's redis-server backs the Socket.IO peer of `groupchat bench --compare socketio`.
+redis: /usr/bin/redis-server
+
+/usr/bin/redis-server:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+
+# Every scenario side by side with Socket.IO + Redis; reports in bench-results/.
+BENCH_DURATION ?= 10
+bench: build redis
+	for s in fanout broadcast direct connect idle ingest; do \
+	  $(NODE) dist/workloads/cli/main.js bench --scenario $$s --duration $(BENCH_DURATION) --compare socketio --json bench-results/$$s.json || exit 1; \
+	done
 
 clean:
 	rm -rf dist workloads/protocol/generated
