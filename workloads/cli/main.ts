@@ -5,27 +5,22 @@ import { Command, InvalidArgumentError } from 'commander';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadOperatorConfig, runOperator } from '../../operator/main.js';
 import { loadKey, signLogin } from '../auth/tokens.js';
-import { startBroker } from '../broker/broker.js';
-import { startGateway } from '../gateway/gateway.js';
-import { startPi } from '../pi/pi.js';
-import { startRelay } from '../relay/relay.js';
-import { startXiu } from '../xiu/xiu.js';
 import { LocalCluster } from '../local-cluster/launcher.js';
-import { startProxy } from '../proxy/proxy.js';
-import { startRouter } from '../router/router.js';
 import { loadRoleConfig } from '../runtime/config.js';
 import { runRole, type RoleContext, type RoleInstance } from '../runtime/role-process.js';
 
-const ROLE_STARTERS: Record<string, (ctx: RoleContext) => Promise<RoleInstance>> = {
-  proxy: startProxy,
-  broker: startBroker,
-  router: startRouter,
-  gateway: startGateway,
-  pi: startPi,
-  xiu: startXiu,
-  relay: startRelay,
+type Starter = (ctx: RoleContext) => Promise<RoleInstance>;
+
+/** Each role's code is loaded only by the process that runs it. */
+const ROLE_STARTERS: Record<string, () => Promise<Starter>> = {
+  proxy: async () => (await import('../proxy/proxy.js')).startProxy,
+  broker: async () => (await import('../broker/broker.js')).startBroker,
+  router: async () => (await import('../router/router.js')).startRouter,
+  gateway: async () => (await import('../gateway/gateway.js')).startGateway,
+  pi: async () => (await import('../pi/pi.js')).startPi,
+  xiu: async () => (await import('../xiu/xiu.js')).startXiu,
+  relay: async () => (await import('../relay/relay.js')).startRelay,
 };
 
 function count(min: number, max: number) {
@@ -111,7 +106,7 @@ program.command('token')
     }
   });
 
-for (const [role, start] of Object.entries(ROLE_STARTERS)) {
+for (const [role, load] of Object.entries(ROLE_STARTERS)) {
   program.command(role)
     .description(`run one ${role} process (configuration also from GROUPCHAT_* variables)`)
     .option('--partition <n>', 'partition this process serves')
@@ -126,7 +121,7 @@ for (const [role, start] of Object.entries(ROLE_STARTERS)) {
     .option('--auth-key-file <file>', 'HS256 key file for login tokens (gateway)')
     .action(async (opts) => {
       try {
-        await runRole(loadRoleConfig(role, opts), start);
+        await runRole(loadRoleConfig(role, opts), await load());
       } catch (err) {
         process.stderr.write(`groupchat ${role}: ${(err as Error).message}\n`);
         process.exit(1);
@@ -141,6 +136,8 @@ program.command('operator')
   .option('--http-port <port>', 'port of the health and metrics endpoint (0: any)')
   .action(async (opts) => {
     try {
+      // Imported here, so role processes never load the Kubernetes client.
+      const { loadOperatorConfig, runOperator } = await import('../../operator/main.js');
       await runOperator(loadOperatorConfig(opts));
     } catch (err) {
       process.stderr.write(`groupchat operator: ${(err as Error).message}\n`);

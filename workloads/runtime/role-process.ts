@@ -3,11 +3,9 @@
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { serveHealth } from '../observability/http.js';
-import { KubeConfig } from '@kubernetes/client-node';
 import { Gauge } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { IpcRegistry } from '../registry/ipc.js';
-import { KubernetesRegistry } from '../registry/kubernetes.js';
 import type { Registration, Registry } from '../registry/registry.js';
 import { servedEpoch, type Member, type Topology } from '../registry/schema.js';
 import type { PeerIdentity } from '../transport/peer-link.js';
@@ -45,6 +43,8 @@ async function connectRegistry(config: RoleConfig, log: Logger): Promise<Registr
     case 'ipc':
       return IpcRegistry.connect();
     case 'kubernetes': {
+      // Loaded only here: a local cluster's processes never pay for the Kubernetes client.
+      const [{ KubeConfig }, { KubernetesRegistry }] = await Promise.all([import('@kubernetes/client-node'), import('../registry/kubernetes.js')]);
       // In a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config.
       const kubeConfig = new KubeConfig();
       kubeConfig.loadFromDefault();
