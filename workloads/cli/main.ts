@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { registerBenchCommand } from '../bench/command.js';
 import { loadKey, signLogin } from '../auth/tokens.js';
 import { LocalCluster } from '../local-cluster/launcher.js';
 import { loadRoleConfig } from '../runtime/config.js';
@@ -145,5 +146,6 @@ program.command('operator')
     }
   });
 
+registerBenchCommand(program);
 
 await program.parseAsync(process.argv);

@@ -50,6 +50,11 @@ function encodeDelivery(d: RoomDelivery): Uint8Array {
   }).finish();
 }
 
+/** ws keeps its net.Socket in `_socket`; it has no public cork. */
+function socketOf(ws: WebSocket): { cork(): void; uncork(): void } {
+  return (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+}
+
 function relayErrorCode(err: Error): number {
   if (!(err instanceof RelayError)) return ErrorCode.UNAVAILABLE;
   if (err.status === peer.StoreStatus.OUT_OF_RANGE) return ErrorCode.CURSOR_OUT_OF_RANGE;
@@ -70,6 +75,8 @@ class Session {
   readonly early: ClientFrame[] = [];
   claims: LoginClaims | null = null;
   readonly rooms = new Set<number>();
+  /** Its socket is corked until the end of this event-loop turn. */
+  corked = false;
   /** Last inbox position delivered on this connection. */
   inboxPosition = 0;
   /** Rooms being resumed: live deliveries wait here until the missed ones are sent. */
@@ -97,10 +104,25 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   // message id → virtual rooms already delivered here
   const seen = new LRUCache<string, Long>({ max: DEDUP_ENTRIES });
 
+  // Every frame a connection gets in one event-loop turn leaves in one write:
+  // the socket is corked on the first and uncorked once at the end of the turn.
+  const corked: Session[] = [];
+  const uncorkAll = () => {
+    for (const session of corked.splice(0)) {
+      session.corked = false;
+      socketOf(session.ws).uncork();
+    }
+  };
   const send = (session: Session, frame: Uint8Array) => {
     if (session.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
       fail(session, ErrorCode.OVERLOADED, `more than ${MAX_BUFFERED_BYTES} bytes unsent: the client is not reading`, 1008);
       return;
+    }
+    if (corked.length === 0) setImmediate(uncorkAll);
+    if (!session.corked) {
+      session.corked = true;
+      socketOf(session.ws).cork();
+      corked.push(session);
     }
     session.ws.send(frame);
   };

@@ -1,0 +1,149 @@
+// `groupchat bench`: runs a scenario on groupchat (and with --compare
+// socketio, the same scenario on Socket.IO + Redis in the same run), prints
+// a table with the ratio of every figure, and writes the JSON report and an
+// SVG chart beside it.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import type { ScenarioName, SystemName } from './common.js';
+import type { RunOptions, SystemReport } from './runner.js';
+import { DEFAULT_USERS, plan } from './scenarios.js';
+import { openFilesLimit } from './systems.js';
+
+// Every role process runs the same CLI: the bench's heavier modules (the
+// histogram library, the progress bar, the runner) load only when it runs.
+const SCENARIOS: readonly ScenarioName[] = ['fanout', 'broadcast', 'direct', 'connect', 'idle', 'ingest'];
+
+function whole(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 3600) throw new InvalidArgumentError('expected seconds, more than 0 and at most 3600');
+  return n;
+}
+
+function rateOption(value: string): number | null {
+  if (value === 'max') return null;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 10_000_000) throw new InvalidArgumentError('expected "max" or messages per second');
+  return n;
+}
+
+/**
+ * Unacknowledged publishes per publisher process: about 32k deliveries in
+ * flight, so a big room does not queue seconds of work (which would measure
+ * the queue, not the system), within 8..1000 messages; ingest pipelines deeper.
+ */
+function defaultWindow(scenario: ScenarioName, users: number, rooms: number): number {
+  if (scenario === 'ingest') return 4096;
+  const fanout = Math.max(1, users / Math.max(1, rooms));
+  return Math.max(8, Math.min(1000, Math.floor(32_768 / fanout)));
+}
+
+/** Raises this process's soft open-files limit to its hard limit (children inherit it). */
+function raiseOpenFiles(): { soft: number; hard: number } {
+  const limit = openFilesLimit();
+  if (limit.soft < limit.hard && Number.isFinite(limit.hard)) {
+    try {
+      execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${limit.hard}:${limit.hard}`], { stdio: 'ignore' });
+    } catch { /* best effort: report what we have */ }
+  }
+  return openFilesLimit();
+}
+
+export function registerBenchCommand(program: Command): void {
+  program.command('bench')
+    .description('benchmark a scenario on a local groupchat, optionally side by side with Socket.IO + Redis')
+    .requiredOption('--scenario <name>', `one of ${SCENARIOS.join(', ')}`, (v: string) => {
+      if (!(SCENARIOS as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${SCENARIOS.join(', ')}`);
+      return v;
+    })
+    .option('--duration <seconds>', 'publishing time per system', positive, 10)
+    .option('--json <file>', 'write the report here (and the chart beside it, as .svg)')
+    .option('--chart <file>', 'write the SVG chart here (default: the --json path with .svg)')
+    .option('--compare <system>', 'run the same workload on a peer system too: socketio', (v: string) => {
+      if (v !== 'socketio') throw new InvalidArgumentError('the only peer is socketio');
+      return v;
+    })
+    .option('--users <n>', 'users (connect, idle: connections); default per scenario', whole(1, 1_000_000))
+    .option('--room-size <n>', 'members per room (fanout)', whole(2, 100_000), 8)
+    .option('--rate <msgs/s|max>', 'total publish rate; max: as fast as the in-flight window allows', rateOption, null)
+    .option('--payload <bytes>', 'message payload size', whole(12, 65_536), 100)
+    .option('--publishers <n>', 'publisher processes (default 1; ingest 2)', whole(1, 16))
+    .option('--workers <n>', 'processes holding the users', whole(1, 32), 2)
+    .option('--window <n>', 'unacknowledged publishes per publisher process (default: ~32k deliveries in flight, 8..1000; ingest 4096)', whole(1, 1_000_000))
+    .option('--max-messages <n>', 'bound on messages per publisher process', whole(1, 100_000_000), 5_000_000)
+    .option('--concurrency <n>', 'connections set up at once per worker', whole(1, 10_000), 100)
+    .option('--split-threshold <n>', 'groupchat split threshold (broadcast: half the room)', whole(1, 10_000_000))
+    .option('--driver <kind>', 'groupchat publishers: sdk (Publisher SDK) or raw (pipelined proxy links); ingest defaults to raw', (v: string) => {
+      if (v !== 'sdk' && v !== 'raw') throw new InvalidArgumentError('expected sdk or raw');
+      return v;
+    })
+    .action(async (opts) => {
+      const { runScenario, ProgressView } = await import('./runner.js');
+      const { chartSvg, formatTable, machine, ratios } = await import('./report.js');
+      const scenario = opts.scenario as ScenarioName;
+      const limit = raiseOpenFiles();
+      let users: number = opts.users ?? DEFAULT_USERS[scenario];
+      const notes: string[] = [];
+      if (scenario === 'idle' && users + 600 > limit.soft) {
+        const capped = Math.max(100, limit.soft - 600);
+        notes.push(`--users ${users} capped to ${capped}: the open-files limit here is ${limit.soft} (hard ${limit.hard}) per process and one gateway holds every connection`);
+        users = capped;
+      }
+      const thePlan = plan(scenario, { users, roomSize: opts.roomSize, gateways: 2, ...(opts.splitThreshold ? { splitThreshold: opts.splitThreshold } : {}) });
+      const run: RunOptions = {
+        durationSec: opts.duration, rate: opts.rate, payloadBytes: opts.payload,
+        publishers: opts.publishers ?? (scenario === 'ingest' ? 2 : 1), workers: opts.workers,
+        window: opts.window ?? defaultWindow(scenario, thePlan.users.length, thePlan.publishRooms.length), maxMessages: opts.maxMessages,
+        concurrency: opts.concurrency, gateways: 2, raw: (opts.driver ?? (scenario === 'ingest' ? 'raw' : 'sdk')) === 'raw',
+      };
+      const systems: SystemName[] = ['groupchat', ...(opts.compare ? ['socketio' as const] : [])];
+      process.stderr.write(`bench ${scenario}: ${thePlan.describe}\n`);
+      for (const n of notes) process.stderr.write(`note: ${n}\n`);
+      const view = new ProgressView();
+      const reports: SystemReport[] = [];
+      let stopping = false;
+      const interrupt = () => { if (!stopping) { stopping = true; process.stderr.write('\ninterrupted: stopping\n'); } process.exit(130); };
+      process.on('SIGINT', interrupt);
+      process.on('SIGTERM', interrupt);
+      try {
+        for (const system of systems) reports.push(await runScenario(system, thePlan, run, view));
+      } catch (err) {
+        view.stop();
+        process.stderr.write(`bench failed: ${(err as Error).stack ?? (err as Error).message}\n`);
+        process.exit(1);
+      }
+      view.stop();
+      for (const r of reports) r.notes.unshift(...notes);
+      process.stdout.write(`\n${scenario}: ${thePlan.describe}\n`);
+      const host = machine();
+      process.stdout.write(`${run.rate ? `rate ${run.rate} msg/s` : 'rate max'}, window ${run.window}, payload ${run.payloadBytes} B, ${run.durationSec} s per system; `
+        + `${host.nproc} cores, load average ${host.loadAverage1m}\n\n`);
+      process.stdout.write(formatTable(reports) + '\n');
+      for (const r of reports) for (const n of r.notes) process.stdout.write(`note (${r.system}): ${n}\n`);
+      const document = {
+        scenario, describe: thePlan.describe, startedAt: new Date().toISOString(), machine: host,
+        options: { ...run, users }, systems: reports, ratios: reports.length > 1 ? ratios(reports) : {},
+      };
+      const chartPath: string | undefined = opts.chart ?? (opts.json ? String(opts.json).replace(/(\.json)?$/, '.svg') : undefined);
+      if (opts.json) {
+        mkdirSync(dirname(opts.json), { recursive: true });
+        writeFileSync(opts.json, JSON.stringify(document, null, 2) + '\n');
+        process.stdout.write(`report: ${opts.json}\n`);
+      }
+      if (chartPath) {
+        mkdirSync(dirname(chartPath), { recursive: true });
+        writeFileSync(chartPath, chartSvg(reports, `groupchat bench: ${scenario}`));
+        process.stdout.write(`chart: ${chartPath}\n`);
+      }
+      process.exit(0);
+    });
+}

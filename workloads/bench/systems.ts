@@ -1,0 +1,164 @@
+// The systems under test, started by the bench itself on loopback: groupchat
+// as `groupchat up` would run it (LocalCluster, every role a process), and the
+// peer, Socket.IO with @socket.io/redis-adapter on two server processes (as
+// groupchat has two gateways) and a redis-server on a free port.
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LocalCluster } from '../local-cluster/launcher.js';
+import type { SystemName } from './common.js';
+
+export interface SystemProcess { role: string; name: string; pid: number }
+
+export interface SystemHandle {
+  name: SystemName;
+  /** Where users connect: gateways, or Socket.IO servers. */
+  userUrls: string[];
+  /** Where publishers send: proxies, or Socket.IO servers. */
+  publishTargets: string[];
+  processes(): SystemProcess[];
+  stop(): Promise<void>;
+}
+
+export interface SystemOptions {
+  splitThreshold: number;
+  gateways: number;
+}
+
+export const REDIS_SERVER = process.env.GROUPCHAT_REDIS_SERVER ?? '/usr/bin/redis-server';
+
+/** Resident set size of a process in bytes, or 0 if it is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /VmRSS:\s+(\d+) kB/.exec(status);
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time (user + system) a process has used, in seconds, or 0 if it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
+/** The open-files limit of this process (soft, hard), from /proc. */
+export function openFilesLimit(): { soft: number; hard: number } {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const [soft, hard] = line!.split(/\s{2,}/).slice(1, 3).map((v) => (v === 'unlimited' ? Infinity : Number(v)));
+    return { soft: soft!, hard: hard! };
+  } catch {
+    return { soft: 1024, hard: 1024 };
+  }
+}
+
+export async function startGroupchat(o: SystemOptions): Promise<SystemHandle> {
+  const cluster = new LocalCluster({
+    partitions: 2, replicas: 2, proxies: 2, gateways: o.gateways, routers: 2, splitThreshold: o.splitThreshold,
+    host: '127.0.0.1', webPort: 0, logDir: mkdtempSync(join(tmpdir(), 'groupchat-bench-')), restartDelayMs: 1000,
+    entry: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
+  });
+  let ready: Awaited<ReturnType<LocalCluster['start']>>;
+  try {
+    ready = await cluster.start();
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return {
+    name: 'groupchat',
+    userUrls: ready.gateways,
+    publishTargets: ready.proxies,
+    processes: () => cluster.status().processes.flatMap((p) => (p.pid ? [{ role: p.role, name: p.name, pid: p.pid }] : [])),
+    stop: () => cluster.stop(),
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+  });
+}
+
+export async function startSocketIo(o: SystemOptions): Promise<SystemHandle> {
+  if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} is missing: run \`make redis\` (Debian's redis-server) for --compare socketio`);
+  const children: ChildProcess[] = [];
+  const killAll = () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); };
+  process.once('exit', killAll);
+  try {
+    const redisPort = await freePort();
+    const redis = spawn(REDIS_SERVER, ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(redis);
+    await waitForPort(redisPort, 10_000);
+    const servers: Array<{ child: ChildProcess; port: number }> = [];
+    for (let i = 0; i < o.gateways; i++) {
+      const child = fork(fileURLToPath(new URL('./socketio-server.js', import.meta.url)), ['0', `redis://127.0.0.1:${redisPort}`], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      children.push(child);
+      const port = await new Promise<number>((resolve, reject) => {
+        child.once('message', (m: { listening: number }) => resolve(m.listening));
+        child.once('exit', (code) => reject(new Error(`Socket.IO server exited with ${code}`)));
+      });
+      servers.push({ child, port });
+    }
+    const urls = servers.map((s) => `ws://127.0.0.1:${s.port}`);
+    return {
+      name: 'socketio',
+      userUrls: urls,
+      publishTargets: urls,
+      processes: () => [
+        { role: 'redis', name: 'redis-server', pid: redis.pid! },
+        ...servers.map((s, i) => ({ role: 'socketio', name: `socketio-${i}`, pid: s.child.pid! })),
+      ],
+      stop: async () => {
+        await Promise.all(children.map(stopChild));
+        process.off('exit', killAll);
+      },
+    };
+  } catch (err) {
+    killAll();
+    throw err;
+  }
+}
+
+async function waitForPort(port: number, boundMs: number): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${boundMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export function startSystem(name: SystemName, o: SystemOptions): Promise<SystemHandle> {
+  return name === 'groupchat' ? startGroupchat(o) : startSocketIo(o);
+}
