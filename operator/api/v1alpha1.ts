@@ -4,7 +4,7 @@
 // Whatever zod checks that OpenAPI cannot express is carried by `.meta()` as
 // CEL rules or patterns, so both sides reject the same documents.
 import { z } from 'zod';
-import { TOPOLOGY_PHASES } from '../../workloads/registry/schema.js';
+import { TOPOLOGY_PHASES, TopologySchema } from '../../workloads/registry/schema.js';
 
 export const GROUP = 'groupchat.dev';
 export const VERSION = 'v1alpha1';
@@ -64,8 +64,13 @@ const ObjectName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(253);
 export const ClusterSpecSchema = z.object({
   image: z.string().min(1).meta({ description: 'The groupchat workload image; every role runs it.' }),
   imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
-  authSecretRef: z.object({ name: ObjectName }).strict().optional()
-    .meta({ description: 'Secret with the keys gateways and proxies authenticate users and publishers with.' }),
+  authSecretRef: z.object({
+    name: ObjectName,
+    key: z.string().regex(/^[-._a-zA-Z0-9]+$/).default('key').meta({ description: 'The Secret\'s key holding the HS256 key (at least 32 bytes).' }),
+  }).strict().optional()
+    .meta({ description: 'Secret with the key gateways verify login tokens with; omitted: no tokens needed.' }),
+  limits: TopologySchema.shape.limits.unwrap().optional()
+    .meta({ description: 'Token-bucket limits on messages, per user and per room; omitted: unlimited.' }),
   splitThreshold: z.number().int().min(1).default(1000)
     .meta({ description: 'Members in a room above which it is split into 64 virtual rooms.' }),
   proxy: StatelessRoleSchema.meta({ description: 'Stateless publish entry points (a Deployment).' }),

@@ -50,10 +50,12 @@ export function podTemplate(cr: GroupChatCluster, spec: ClusterSpec, o: PodOptio
   const volumes: V1Volume[] = [{ name: 'tmp', emptyDir: {} }];
   const mounts: V1VolumeMount[] = [{ name: 'tmp', mountPath: '/tmp' }];
   if (o.stored) mounts.push({ name: 'data', mountPath: DATA_DIR });
-  if (spec.authSecretRef) {
-    volumes.push({ name: 'auth', secret: { secretName: spec.authSecretRef.name } });
+  // Only gateways verify login tokens, so only their pods see the key.
+  if (spec.authSecretRef && o.role === 'gateway') {
+    const { name, key } = spec.authSecretRef;
+    volumes.push({ name: 'auth', secret: { secretName: name, items: [{ key, path: key }] } });
     mounts.push({ name: 'auth', mountPath: AUTH_DIR, readOnly: true });
-    env.push(value('GROUPCHAT_AUTH_DIR', AUTH_DIR));
+    env.push(value('GROUPCHAT_AUTH_KEY_FILE', `${AUTH_DIR}/${key}`));
   }
 
   const container: V1Container = {

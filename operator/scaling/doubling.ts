@@ -48,6 +48,16 @@ export function layoutOf(spec: ClusterSpec): Layout {
   return layout;
 }
 
+/** What the topology carries from the spec besides the layout. */
+function settingsOf(spec: ClusterSpec): Pick<Topology, 'splitThreshold' | 'limits'> {
+  return { splitThreshold: spec.splitThreshold, ...(spec.limits ? { limits: spec.limits } : {}) };
+}
+
+function withoutSettings(topology: Topology): Omit<Topology, 'splitThreshold' | 'limits'> {
+  const { splitThreshold: _threshold, limits: _limits, ...rest } = topology;
+  return rest;
+}
+
 interface PartitionChange { role: PartitionedRole; from: number; to: number }
 
 function partitionChanges(from: Layout, to: Layout): PartitionChange[] {
@@ -65,7 +75,7 @@ export function step(input: ScalingInput): ScalingResult {
   const { spec, state, members } = input;
   if (!state) {
     return {
-      state: { accepted: spec, topology: { epoch: 1, phase: 'Stable', roles: layoutOf(spec), splitThreshold: spec.splitThreshold } },
+      state: { accepted: spec, topology: { epoch: 1, phase: 'Stable', roles: layoutOf(spec), ...settingsOf(spec) } },
       decisions: [{ type: 'Normal', reason: 'TopologyCreated', message: `topology epoch 1: ${summary(layoutOf(spec))}` }],
     };
   }
@@ -90,7 +100,7 @@ export function step(input: ScalingInput): ScalingResult {
     return { state, decisions: [], refusal: { type: 'Warning', reason: 'PartitionChangeRefused', message } };
   }
   if (changes.length > 0) {
-    const next: Topology = { ...topology, phase: 'Expanding', next: { roles: layoutOf(spec) }, splitThreshold: spec.splitThreshold };
+    const next: Topology = { ...withoutSettings(topology), phase: 'Expanding', next: { roles: layoutOf(spec) }, ...settingsOf(spec) };
     return {
       state: { accepted: spec, topology: next },
       decisions: [{
@@ -104,7 +114,7 @@ export function step(input: ScalingInput): ScalingResult {
   const layout = layoutOf(spec);
   const layoutChanged = !isDeepStrictEqual(layout, topology.roles);
   const nextTopology: Topology = {
-    ...topology, roles: layout, splitThreshold: spec.splitThreshold, epoch: topology.epoch + (layoutChanged ? 1 : 0),
+    ...withoutSettings(topology), roles: layout, ...settingsOf(spec), epoch: topology.epoch + (layoutChanged ? 1 : 0),
   };
   return {
     state: { accepted: spec, topology: nextTopology },

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { workerIdFor } from '../../workloads/ids/snowflake.js';
 import { messageIdKey } from '../../workloads/protocol/index.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
+import { metricValue } from '../support/metrics.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
 import { audit, connectUser, totalExpected, totalReceived, type User } from '../support/traffic.js';
 
@@ -31,14 +32,11 @@ afterAll(async () => {
   await cluster.stop();
 });
 
-/** Sums one metric sample over every broker's /metrics. */
+/** Sums one metric sample over every broker. */
 async function brokerMetric(sample: string): Promise<number> {
   let total = 0;
   for (const p of await cluster.processes()) {
-    if (p.role !== 'broker' || !p.member?.httpAddress) continue;
-    const text = await (await fetch(`http://${p.member.httpAddress}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
-    if (line) total += Number(line.split(' ').pop());
+    if (p.role === 'broker' && p.member?.httpAddress) total += await metricValue(p.member.httpAddress, sample);
   }
   return total;
 }
@@ -86,5 +84,19 @@ describe('delivery through real processes', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(audit(users, acked)).toEqual({ lost: 0, duplicated: 0, reordered: 0, sdkDropped: 0 });
     expect(totalReceived(users)).toBe(expected);
+  });
+
+  test('a message published right after a Join is answered reaches the new member', async () => {
+    const publisher = new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', 3) });
+    let missed = 0;
+    for (let i = 0; i < 30; i++) {
+      const roomId = 5000 + i;
+      const user = await connectUser(cluster.ready.gateways[i % 2]!, 9000 + i, [roomId]);
+      await publisher.publish({ roomId, payload: Buffer.from('first') });
+      await eventually(() => (user.received.get(roomId)?.length ?? 0) > 0, 'the first message', 2000).catch(() => { missed++; });
+      await user.client.close();
+    }
+    publisher.close();
+    expect(missed).toBe(0);
   });
 });

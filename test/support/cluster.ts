@@ -21,7 +21,7 @@ export interface ProcessStatus {
   replica: number;
   pid: number;
   restarts: number;
-  member: { id: string; address: string; httpAddress?: string; wsUrl?: string; ready: boolean } | null;
+  member: { id: string; address: string; httpAddress?: string; wsUrl?: string; ready: boolean; leader?: boolean } | null;
 }
 
 export interface LocalClusterHandle {

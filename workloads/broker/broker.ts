@@ -13,16 +13,24 @@ import {
   type MembershipUpdate, type Publish, type RoomDelivery,
 } from '../protocol/index.js';
 import type { Member } from '../registry/schema.js';
+import { onDeparture } from '../registry/departures.js';
 import { partitionOf } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import type { PeerLink } from '../transport/peer-link.js';
+import { isPeerAddress } from '../transport/peer-client.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { PeerServer } from '../transport/peer-server.js';
 import { GatewayChannel, Obligation } from './gateway-channel.js';
+import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
+import { RoomHistory } from './room-history.js';
 import { RoomTable } from './room-table.js';
 
 const DEDUP_ENTRIES = 200_000;
-const MAX_UNACKED_PER_GATEWAY = 100_000;
+/** Messages kept per room for members that rejoin, and for how long. */
+const HISTORY_PER_ROOM = 1000;
+const HISTORY_MAX_AGE_MS = 10 * 60_000;
+/** Deliveries a broker holds for one gateway at most (unless the topology sets it). */
+const DEFAULT_GATEWAY_QUEUE = 10_000;
 
 const publishes = new Counter({ name: 'groupchat_broker_publish_total', help: 'Publishes received', labelNames: ['result'], registers: [metrics] });
 const deliveries = new Counter({ name: 'groupchat_broker_delivery_total', help: 'RoomDelivery frames sent to gateways', registers: [metrics] });
@@ -30,7 +38,9 @@ const fanoutSize = new Histogram({ name: 'groupchat_broker_fanout_gateways', hel
 const staleUpdates = new Counter({ name: 'groupchat_broker_stale_membership_total', help: 'Membership entries older than the table', registers: [metrics] });
 const splitFanouts = new Counter({ name: 'groupchat_broker_split_fanout_total', help: 'Messages to split rooms, by how their virtual rooms were served', labelNames: ['share'], registers: [metrics] });
 const roomsGauge = new Gauge({ name: 'groupchat_broker_rooms', help: 'Rooms with members in this partition', registers: [metrics] });
-const unackedGauge = new Gauge({ name: 'groupchat_broker_unacked_deliveries', help: 'Deliveries awaiting a gateway ack', registers: [metrics] });
+const refusedDeliveries = new Counter({ name: 'groupchat_broker_delivery_refused_total', help: 'Deliveries refused because a gateway queue was full (its users resume from the room sequence)', registers: [metrics] });
+const queueGauge = new Gauge({ name: 'groupchat_broker_gateway_queue', help: 'Deliveries held for gateways, now', registers: [metrics] });
+const queueHighWater = new Gauge({ name: 'groupchat_broker_gateway_queue_high_water', help: 'The most deliveries ever held for one gateway', registers: [metrics] });
 
 interface DedupState { done: boolean; waiters: Array<() => void> }
 interface Forward { ownerId: string; delivery: RoomDelivery; obligation: Obligation }
@@ -41,19 +51,23 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   const table = new RoomTable(registry.topology().splitThreshold);
   const sequencerId = randomInt(1, 0xffffffff);
   const roomSeq = new Map<number, number>();
+  const history = new RoomHistory(sequencerId, HISTORY_PER_ROOM, HISTORY_MAX_AGE_MS);
+  const roomLimitOf = () => limitFrom(registry.topology().limits?.roomMessagesPerSecond, registry.topology().limits?.roomBurst);
+  const roomLimits = new TokenBuckets<number>(roomLimitOf());
   const dedup = new LRUCache<string, DedupState>({ max: DEDUP_ENTRIES });
   const channels = new Map<string, GatewayChannel>();
-  const knownGateways = new Set<string>();
   const peers = new PeerPool(ctx.self);
   const forwards = new Map<number, Forward>();
   let nextForwardId = 1;
-  let snapshotReceived = false;
+  /** Routers whose snapshot arrived whole; the table is complete once every router's has. */
+  const snapshotsFrom = new Set<string>();
+  let tableComplete = false;
   const server = new PeerServer(ctx.self);
 
   const channelFor = (gatewayId: string, address: string): GatewayChannel => {
     let channel = channels.get(gatewayId);
     if (!channel) {
-      channel = new GatewayChannel(gatewayId, address, ctx.self, MAX_UNACKED_PER_GATEWAY);
+      channel = new GatewayChannel(gatewayId, address, ctx.self, registry.topology().limits?.gatewayQueueMessages ?? DEFAULT_GATEWAY_QUEUE);
       channels.set(gatewayId, channel);
     }
     return channel;
@@ -81,8 +95,8 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
         body = peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: mask } }).finish();
         encoded.set(key, body);
       }
-      if (!channelFor(target.gatewayId, target.address).deliver(body, obligation)) {
-        log.warn({ gateway: target.gatewayId }, 'gateway too far behind; delivery skipped');
+      if (!channelFor(target.gatewayId, target.address).deliver(body, obligation, delivery.priority === peer.Priority.CRITICAL)) {
+        refusedDeliveries.inc();
         obligation.complete();
       }
       deliveries.inc();
@@ -128,7 +142,8 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       ack(peer.PublishStatus.WRONG_PARTITION);
       return;
     }
-    const key = messageIdKey(publish.messageId);
+    // Ids are chosen by publishers: one can only ever collide with its own.
+    const key = `${publish.senderId}/${messageIdKey(publish.messageId)}`;
     const seen = dedup.get(key);
     const delivered = () => ack(peer.PublishStatus.DELIVERED);
     if (seen) {
@@ -136,6 +151,11 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       publishes.inc({ result: 'duplicate' });
       if (seen.done) delivered();
       else seen.waiters.push(delivered);
+      return;
+    }
+    if (!roomLimits.take(publish.roomId)) {
+      publishes.inc({ result: 'rate_limited' });
+      ack(peer.PublishStatus.RATE_LIMITED);
       return;
     }
     publishes.inc({ result: 'accepted' });
@@ -146,7 +166,9 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     const delivery: RoomDelivery = {
       messageId: publish.messageId, roomId: publish.roomId, senderId: publish.senderId,
       roomSeq: Long.fromNumber(seq, true), sequencerId, payload: publish.payload, sentAtMs: publish.sentAtMs, vroomMask: ALL_VROOMS,
+      priority: publish.priority,
     };
+    history.record(delivery);
     const finish = () => {
       state.done = true;
       for (const waiter of state.waiters) waiter();
@@ -156,7 +178,9 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     else fanoutLocal(delivery, null, finish);
   };
 
-  const onMembership = (update: MembershipUpdate) => {
+  /** False (and nothing applied) if the update names no gateway, or one at an address no one can dial. */
+  const onMembership = (update: MembershipUpdate): boolean => {
+    if (!update.gatewayId || !isPeerAddress(update.gatewayAddress)) return false;
     const partitions = registry.topology().roles.broker.partitions;
     const seq = toNumber(update.gatewaySeq);
     for (const room of update.rooms) {
@@ -164,16 +188,29 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       if (!table.apply(update.gatewayId, update.gatewayAddress, seq, room)) staleUpdates.inc();
     }
     roomsGauge.set(table.size);
+    return true;
   };
 
   server.on('link', (link) => {
     link.on('frame', (frame) => {
       switch (frame.body) {
         case 'publish': return onPublish(link, frame.publish!);
-        case 'membership': return onMembership(frame.membership!);
+        case 'membership':
+          if (!onMembership(frame.membership)) return link.fail(12, 'MembershipUpdate needs a gateway id and a dialable host:port gateway address');
+          link.send({ membershipAck: { gatewayId: frame.membership.gatewayId, gatewaySeq: frame.membership.gatewaySeq } });
+          return;
+        case 'historyRequest': {
+          const request = frame.historyRequest;
+          const { partitions } = registry.topology().roles.broker;
+          if (partitionOf(request.roomId, partitions) !== partition) {
+            return void link.send({ historyReply: { correlation: request.correlation, status: peer.PublishStatus.WRONG_PARTITION } });
+          }
+          const answer = history.since(request.roomId, request.sequencerId, toNumber(request.afterSeq));
+          return void link.send({ historyReply: { correlation: request.correlation, status: peer.PublishStatus.DELIVERED, ...answer } });
+        }
         case 'snapshot':
-          for (const update of frame.snapshot!.gateways) onMembership(update);
-          if (frame.snapshot!.last) snapshotReceived = true;
+          for (const update of frame.snapshot!.gateways) onMembership(update); // an invalid entry is skipped
+          if (frame.snapshot!.last) snapshotsFrom.add(link.remote!.memberId);
           return;
         case 'shareForward': {
           const { forwardId, delivery } = frame.shareForward!;
@@ -208,30 +245,34 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     }
   });
 
+  onDeparture(registry, 'gateway', (id) => {
+    log.info({ gateway: id }, 'gateway left the registry; dropping its rooms');
+    dropGateway(id);
+  });
   const onMembers = (members: Member[]) => {
-    const gateways = new Set(members.filter((m) => m.role === 'gateway').map((m) => m.id));
-    for (const id of knownGateways) {
-      if (!gateways.has(id)) {
-        knownGateways.delete(id);
-        log.info({ gateway: id }, 'gateway left the registry; dropping its rooms');
-        dropGateway(id);
-      }
-    }
-    for (const id of gateways) knownGateways.add(id);
     peers.sync(members.filter((m) => m.role === 'broker' && m.partition === partition && m.id !== ctx.memberId));
-    unackedGauge.set([...channels.values()].reduce((n, c) => n + c.pending, 0));
   };
   registry.on('members', onMembers);
-  registry.on('topology', (topology) => table.setSplitThreshold(topology.splitThreshold));
+  registry.on('topology', (topology) => {
+    table.setSplitThreshold(topology.splitThreshold);
+    roomLimits.setLimit(roomLimitOf());
+  });
   onMembers(registry.members());
+
+  const gauges = setInterval(() => {
+    queueGauge.set([...channels.values()].reduce((n, c) => n + c.pending, 0));
+    queueHighWater.set(Math.max(0, ...[...channels.values()].map((c) => c.highWater)));
+  }, 500);
+  gauges.unref();
 
   const address = await server.listen(config.port, config.host);
   log.info({ address, partition, replica: config.replica, sequencerId }, 'broker listening');
   return {
     member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
-    // Ready once a router has given us the table, or when there is no router to ask.
-    isReady: () => snapshotReceived || !registry.members().some((m) => m.role === 'router' && m.ready),
+    // Ready once every live router has given us its part of the table (then it stays ready).
+    isReady: () => (tableComplete ||= registry.members().every((m) => m.role !== 'router' || !m.ready || snapshotsFrom.has(m.id))),
     stop: async () => {
+      clearInterval(gauges);
       peers.close();
       for (const channel of channels.values()) channel.close();
       await server.close();

@@ -2,8 +2,13 @@
 // have members in it, per virtual room. Pure data; no I/O. Each (room, gateway)
 // entry remembers the gateway sequence that wrote it, so updates arriving
 // late or twice (through two routers, or a snapshot after a live update)
-// never roll it back.
+// never roll it back; an entry emptied by a leave leaves a tombstone with its
+// sequence for the same reason.
+import { LRUCache } from 'lru-cache';
 import { Long, maskWith, VROOM_COUNT, type RoomCount } from '../protocol/index.js';
+
+/** Deleted (room, gateway) entries remembered, so a late older join cannot revive one. */
+const TOMBSTONES = 100_000;
 
 export interface GatewayEntry {
   gatewayId: string;
@@ -28,6 +33,8 @@ export interface FanoutTarget {
 
 export class RoomTable {
   private readonly rooms = new Map<number, Room>();
+  /** `${gatewayId}/${roomId}` → the sequence that emptied the entry */
+  private readonly tombstones = new LRUCache<string, number>({ max: TOMBSTONES });
 
   /** splitAt: members at or above which a room splits; it merges again below half. */
   constructor(private splitAt: number) {}
@@ -42,6 +49,8 @@ export class RoomTable {
     let room = this.rooms.get(count.roomId);
     const existing = room?.gateways.get(gatewayId);
     if (existing && existing.seq >= seq) return false;
+    const tombstone = `${gatewayId}/${count.roomId}`;
+    if (!existing && (this.tombstones.get(tombstone) ?? -1) >= seq) return false;
     let total = 0;
     let mask = Long.UZERO;
     for (const v of count.vrooms) {
@@ -49,6 +58,8 @@ export class RoomTable {
       total += v.count;
       mask = maskWith(mask, v.vroom);
     }
+    if (total === 0) this.tombstones.set(tombstone, seq);
+    else this.tombstones.delete(tombstone);
     if (!room) {
       if (total === 0) return true;
       room = { gateways: new Map(), total: 0, split: false };
@@ -68,6 +79,7 @@ export class RoomTable {
 
   /** Forgets a gateway everywhere (it left the registry). Returns the rooms it was in. */
   removeGateway(gatewayId: string): number {
+    for (const key of [...this.tombstones.keys()]) if (key.startsWith(`${gatewayId}/`)) this.tombstones.delete(key);
     let touched = 0;
     for (const [roomId, room] of this.rooms) {
       const entry = room.gateways.get(gatewayId);

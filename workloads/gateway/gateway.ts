@@ -1,7 +1,9 @@
 // Gateway: holds users' WebSocket connections. Users log in, join and leave
 // rooms and send; the gateway reports room counts to routers, publishes users'
 // messages through proxies, and delivers brokers' RoomDeliveries to the
-// members it holds, each message id at most once (per virtual room).
+// members it holds, each message id at most once (per virtual room). One-to-one
+// messages and inboxes go through the relays; a member rejoining a room with
+// its last sequence first gets what it missed, then live messages.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LRUCache } from 'lru-cache';
@@ -19,7 +21,11 @@ import type { PeerLink } from '../transport/peer-link.js';
 import { PeerServer } from '../transport/peer-server.js';
 import { LocalRooms } from './local-rooms.js';
 import { MembershipReporter } from './membership-reporter.js';
-import { vroomOf } from '../protocol/index.js';
+import { RelayChannel, RelayError, type InboxPush } from './relay-channel.js';
+import { AuthError, loadKey, mayJoin, verifyLogin, type LoginClaims } from '../auth/tokens.js';
+import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
+import { PublishError } from '../sdk/publisher.js';
+import { peer, toNumber, vroomOf } from '../protocol/index.js';
 
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 /** A ClientFrame is a payload plus a few dozen bytes of fields. */
@@ -31,17 +37,43 @@ const MAX_BUFFERED_BYTES = 8 << 20;
 const DEDUP_ENTRIES = 100_000;
 const MAX_DISPLAY_NAME = 64;
 const MAX_ROOMS_PER_SESSION = 1000;
+const MAX_EARLY_FRAMES = 64;
 
 const ErrorCode = client.ErrorCode;
+
+function encodeDelivery(d: RoomDelivery): Uint8Array {
+  return client.ServerFrame.encode({
+    delivery: {
+      roomId: d.roomId, messageId: d.messageId, senderId: d.senderId, roomSeq: d.roomSeq,
+      sequencerId: d.sequencerId, payload: d.payload, sentAtMs: d.sentAtMs,
+    },
+  }).finish();
+}
+
+function relayErrorCode(err: Error): number {
+  if (!(err instanceof RelayError)) return ErrorCode.UNAVAILABLE;
+  if (err.status === peer.StoreStatus.OUT_OF_RANGE) return ErrorCode.CURSOR_OUT_OF_RANGE;
+  if (err.status === peer.StoreStatus.INVALID) return ErrorCode.INVALID_ARGUMENT;
+  return ErrorCode.UNAVAILABLE;
+}
 const connections = new Gauge({ name: 'groupchat_gateway_connections', help: 'Open user connections', registers: [metrics] });
 const delivered = new Counter({ name: 'groupchat_gateway_delivered_total', help: 'Messages written to user connections', registers: [metrics] });
 const duplicates = new Counter({ name: 'groupchat_gateway_duplicate_total', help: 'RoomDeliveries dropped as already delivered', registers: [metrics] });
+const authFailures = new Counter({ name: 'groupchat_gateway_login_refused_total', help: 'Logins refused for a missing, forged or expired token', registers: [metrics] });
 const protocolErrors = new Counter({ name: 'groupchat_gateway_protocol_errors_total', help: 'Connections closed for protocol violations', labelNames: ['code'], registers: [metrics] });
 
 class Session {
   userId = 0;
   displayName = '';
+  loggingIn = false;
+  /** Frames that arrived while the login was being verified, handled after it. */
+  readonly early: ClientFrame[] = [];
+  claims: LoginClaims | null = null;
   readonly rooms = new Set<number>();
+  /** Last inbox position delivered on this connection. */
+  inboxPosition = 0;
+  /** Rooms being resumed: live deliveries wait here until the missed ones are sent. */
+  readonly resuming = new Map<number, Array<{ key: string; frame: Uint8Array }>>();
   constructor(readonly ws: WebSocket) {}
   get loggedIn(): boolean { return this.userId !== 0; }
 }
@@ -56,6 +88,12 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   const proxyAddresses = () => registry.members().filter((m) => m.role === 'proxy' && m.ready).map((m) => m.address);
   const publisher = new Publisher({ proxies: proxyAddresses(), workerId: workerIdFor('gateway', config.ordinal), identity: ctx.self });
   registry.on('members', () => publisher.setProxies(proxyAddresses()));
+  const relays = new RelayChannel(ctx.memberId, registry, ctx.self);
+  const authKey = config.authKeyFile ? loadKey(config.authKeyFile) : null;
+  const userLimitOf = () => limitFrom(registry.topology().limits?.userMessagesPerSecond, registry.topology().limits?.userBurst);
+  const userLimits = new TokenBuckets<number>(userLimitOf());
+  registry.on('topology', () => userLimits.setLimit(userLimitOf()));
+  const sessionsByUser = new Map<number, Set<Session>>();
   // message id → virtual rooms already delivered here
   const seen = new LRUCache<string, Long>({ max: DEDUP_ENTRIES });
 
@@ -77,7 +115,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   };
 
   const deliver = (delivery: RoomDelivery) => {
-    const key = messageIdKey(delivery.messageId);
+    const key = `${delivery.senderId}/${messageIdKey(delivery.messageId)}`;
     const mask = Long.fromBits(delivery.vroomMask.low, delivery.vroomMask.high, true);
     const before = seen.get(key);
     const fresh = before ? maskWithout(mask, before) : mask;
@@ -90,20 +128,51 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
       reporter.schedule();
       return;
     }
-    const frame = client.ServerFrame.encode({
-      delivery: {
-        roomId: delivery.roomId, messageId: delivery.messageId, senderId: delivery.senderId, roomSeq: delivery.roomSeq,
-        sequencerId: delivery.sequencerId, payload: delivery.payload, sentAtMs: delivery.sentAtMs,
-      },
-    }).finish();
+    const frame = encodeDelivery(delivery);
     const everyone = fresh.equals(ALL_VROOMS);
     for (const session of members) {
       if (everyone || maskHas(fresh, vroomOf(session.userId))) {
-        send(session, frame);
+        const held = session.resuming.get(delivery.roomId);
+        if (held) held.push({ key, frame });
+        else send(session, frame);
         delivered.inc();
       }
     }
   };
+
+  /** Sends what a rejoining member missed, then the live messages held meanwhile. */
+  const resume = async (session: Session, requestId: number, roomId: number, sequencerId: number, afterSeq: number) => {
+    const held = session.resuming.get(roomId) ?? [];
+    session.resuming.set(roomId, held);
+    let complete = false;
+    try {
+      const answer = await publisher.history(roomId, sequencerId, afterSeq);
+      complete = answer.complete && answer.status === peer.PublishStatus.DELIVERED;
+      const sent = new Set<string>();
+      for (const missed of answer.deliveries) {
+        sent.add(`${missed.senderId}/${messageIdKey(missed.messageId)}`);
+        send(session, encodeDelivery(missed));
+      }
+      for (const live of held) if (!sent.has(live.key)) send(session, live.frame);
+    } finally {
+      session.resuming.delete(roomId);
+    }
+    if (complete) reply(session, requestId);
+    else reply(session, requestId, ErrorCode.HISTORY_INCOMPLETE, 'joined; some missed messages are older than the broker retains or were ordered by another sequencer');
+  };
+
+  relays.on('inbox', (push: InboxPush) => {
+    for (const session of sessionsByUser.get(push.userId) ?? []) {
+      for (const item of push.items) {
+        const position = toNumber(item.position);
+        if (position <= session.inboxPosition) continue;
+        session.inboxPosition = position;
+        send(session, client.ServerFrame.encode({
+          inbox: { position, messageId: item.msgId, senderId: item.senderId, payload: item.payload, sentAtMs: item.sentAtMs },
+        }).finish());
+      }
+    }
+  });
 
   peerServer.on('link', (link: PeerLink) => {
     let count = 0;
@@ -122,36 +191,89 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     });
   });
 
-  const handle = (session: Session, frame: ClientFrame) => {
+  const handle = (session: Session, frame: ClientFrame): void => {
     const requestId = frame.requestId;
+    if (session.loggingIn) {
+      // Pipelined after a Login still being verified: keep the session's order.
+      if (session.early.length >= MAX_EARLY_FRAMES) return fail(session, ErrorCode.OVERLOADED, `more than ${MAX_EARLY_FRAMES} frames before the login completed`, 1008);
+      session.early.push(frame);
+      return;
+    }
     switch (frame.body) {
       case 'ping':
         send(session, client.ServerFrame.encode({ pong: { clientTimeMs: frame.ping!.clientTimeMs, serverTimeMs: Date.now() } }).finish());
         return;
       case 'login': {
-        const { userId, displayName } = frame.login!;
-        if (session.loggedIn) return reply(session, requestId, ErrorCode.ALREADY_LOGGED_IN, `already logged in as ${session.userId}`);
+        const { userId, displayName, token } = frame.login;
+        if (session.loggedIn || session.loggingIn) return reply(session, requestId, ErrorCode.ALREADY_LOGGED_IN, `already logged in as ${session.userId}`);
         if (userId === 0) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, 'user_id must be between 1 and 4294967295');
         if (displayName.length > MAX_DISPLAY_NAME) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `display_name longer than ${MAX_DISPLAY_NAME}`);
-        session.userId = userId;
-        session.displayName = displayName;
-        return reply(session, requestId);
+        session.loggingIn = true;
+        const claims = authKey ? verifyLogin(token, authKey, userId) : Promise.resolve(null);
+        claims.then((verified) => {
+          session.loggingIn = false;
+          if (session.ws.readyState !== session.ws.OPEN) return;
+          session.userId = userId;
+          session.displayName = displayName;
+          session.claims = verified;
+          let sessions = sessionsByUser.get(userId);
+          if (!sessions) sessionsByUser.set(userId, (sessions = new Set()));
+          sessions.add(session);
+          relays.login(userId);
+          reply(session, requestId);
+        }, (err: Error) => {
+          session.loggingIn = false;
+          authFailures.inc();
+          reply(session, requestId, ErrorCode.UNAUTHENTICATED, err instanceof AuthError ? err.message : 'login refused');
+        }).finally(() => {
+          for (const early of session.early.splice(0)) handle(session, early);
+        });
+        return;
       }
-      case 'join': case 'leave': case 'send':
+      case 'join': case 'leave': case 'send': case 'direct': case 'ackInbox':
         if (!session.loggedIn) return reply(session, requestId, ErrorCode.NOT_LOGGED_IN, 'log in first');
         break;
       default:
         return fail(session, ErrorCode.MALFORMED_FRAME, 'ClientFrame without a known body', 1007);
     }
     if (frame.body === 'join') {
-      const { roomId } = frame.join!;
+      const { roomId, resumeAfterSeq, resumeSequencerId } = frame.join;
       if (roomId === 0) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, 'room_id must be between 1 and 4294967295');
       if (!session.rooms.has(roomId) && session.rooms.size >= MAX_ROOMS_PER_SESSION) {
         return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `at most ${MAX_ROOMS_PER_SESSION} rooms per connection`);
       }
+      if (!mayJoin(session.claims, roomId)) return reply(session, requestId, ErrorCode.FORBIDDEN, `the login token does not allow room ${roomId}`);
       session.rooms.add(roomId);
-      if (rooms.join(roomId, session)) reporter.schedule();
-      return reply(session, requestId);
+      // Hold live messages from now on, so the missed ones go out first.
+      if (resumeSequencerId !== 0) session.resuming.set(roomId, session.resuming.get(roomId) ?? []);
+      // Answer once the brokers know: every message sequenced after the OK reaches this member.
+      const known = rooms.join(roomId, session) ? (reporter.schedule(), reporter.applied(roomId)) : Promise.resolve();
+      void known.then(() => {
+        if (resumeSequencerId !== 0) return resume(session, requestId, roomId, resumeSequencerId, toNumber(resumeAfterSeq));
+        return reply(session, requestId);
+      });
+      return;
+    }
+    if ((frame.body === 'direct' || frame.body === 'send') && !userLimits.take(session.userId)) {
+      return reply(session, requestId, ErrorCode.RATE_LIMITED, 'over your message rate; retry later');
+    }
+    if (frame.body === 'direct') {
+      const { toUserId, messageId, payload } = frame.direct;
+      if (toUserId === 0) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, 'to_user_id must be between 1 and 4294967295');
+      if (payload.length > MAX_PAYLOAD_BYTES) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `payload larger than ${MAX_PAYLOAD_BYTES} bytes`);
+      const clientMessageId = isZeroId(messageId) ? publisher.newMessageId() : Long.fromValue(messageId);
+      relays.direct(session.userId, toUserId, clientMessageId, payload).then(
+        () => reply(session, requestId),
+        (err: Error) => reply(session, requestId, relayErrorCode(err), err.message),
+      );
+      return;
+    }
+    if (frame.body === 'ackInbox') {
+      relays.ackInbox(session.userId, toNumber(frame.ackInbox.position)).then(
+        () => reply(session, requestId),
+        (err: Error) => reply(session, requestId, relayErrorCode(err), err.message),
+      );
+      return;
     }
     if (frame.body === 'leave') {
       const { roomId } = frame.leave!;
@@ -164,7 +286,8 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     if (payload.length > MAX_PAYLOAD_BYTES) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `payload larger than ${MAX_PAYLOAD_BYTES} bytes`);
     publisher
       .publish({ roomId, payload, senderId: session.userId, ...(isZeroId(messageId) ? {} : { messageId: Long.fromValue(messageId) }) })
-      .then(() => reply(session, requestId), (err: Error) => reply(session, requestId, ErrorCode.UNAVAILABLE, err.message));
+      .then(() => reply(session, requestId), (err: Error) => reply(session, requestId,
+        err instanceof PublishError && err.status === 'RATE_LIMITED' ? ErrorCode.RATE_LIMITED : ErrorCode.UNAVAILABLE, err.message));
   };
 
   const httpServer = http.createServer((_req, res) => { res.statusCode = 426; res.end('WebSocket only\n'); });
@@ -191,6 +314,12 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
       for (const roomId of session.rooms) rooms.leave(roomId, session);
       session.rooms.clear();
       reporter.schedule();
+      if (session.loggedIn) {
+        const sessions = sessionsByUser.get(session.userId);
+        sessions?.delete(session);
+        if (sessions?.size === 0) sessionsByUser.delete(session.userId);
+        relays.logout(session.userId);
+      }
     });
   });
   await new Promise<void>((resolve) => httpServer.listen(config.wsPort, config.host, resolve));
@@ -200,13 +329,15 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
 
   return {
     member: { address: advertisedPeer, wsUrl },
-    isReady: () => reporter.connected && publisher.connectedProxies > 0,
+    isReady: () => reporter.connected && publisher.connectedProxies > 0
+      && (!registry.topology().roles.relay || relays.connected),
     stop: async () => {
       for (const ws of wss.clients) ws.close(1001, 'gateway stopping');
       wss.close();
       httpServer.close();
       reporter.close();
       publisher.close();
+      relays.close();
       await peerServer.close();
     },
   };

@@ -8,6 +8,7 @@ import { metrics } from '../observability/http.js';
 import { peer, type RoomCount } from '../protocol/index.js';
 import type { Registry } from '../registry/registry.js';
 import type { Member } from '../registry/schema.js';
+import { onReturn } from '../registry/departures.js';
 import { partitionOf, pickReplica, replicasOf } from '../routing/placement.js';
 import type { PeerIdentity } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
@@ -18,10 +19,17 @@ const ROOMS_PER_MESSAGE = 2000;
 
 const reports = new Counter({ name: 'groupchat_gateway_membership_reports_total', help: 'MembershipUpdate messages sent to routers', registers: [metrics] });
 
+/** Joins wait at most this long for brokers to confirm their membership. */
+const APPLY_TIMEOUT_MS = 3000;
+
 export class MembershipReporter<S extends RoomMember> {
   private readonly routers: PeerPool;
   private seq = 0;
   private flushScheduled = false;
+  /** room → callers waiting for its next report to be applied */
+  private readonly waiting = new Map<number, Array<() => void>>();
+  /** gateway seq → callers that its MembershipAck releases, and the router it went to */
+  private readonly sent = new Map<number, { routerId: string; release: Array<() => void> }>();
 
   constructor(
     private readonly gatewayId: string,
@@ -31,15 +39,35 @@ export class MembershipReporter<S extends RoomMember> {
     self: PeerIdentity,
   ) {
     this.routers = new PeerPool(self);
-    this.routers.on('up', () => this.sendFull());
-    this.routers.on('down', () => this.sendFull());
+    this.routers.on('up', (_router, link) => {
+      link.on('frame', (frame) => {
+        if (frame.body === 'membershipAck') this.release(Number(frame.membershipAck.gatewaySeq));
+      });
+      this.sendFull();
+    });
+    this.routers.on('down', (router) => {
+      // Its acks will not come; the snapshot sent to the others stands in for them.
+      for (const [seq, entry] of this.sent) if (entry.routerId === router.id) this.release(seq);
+      this.sendFull();
+    });
     const sync = () => this.routers.sync(registry.members().filter((m) => m.role === 'router'));
     registry.on('members', sync);
     sync();
+    onReturn(registry, gatewayId, () => this.sendFull());
   }
 
   get connected(): boolean {
     return this.routers.members().some((m) => this.routers.isUp(m.id));
+  }
+
+  /** Resolves once brokers applied the next report of roomId (or after a bound). */
+  applied(roomId: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, APPLY_TIMEOUT_MS);
+      let list = this.waiting.get(roomId);
+      if (!list) this.waiting.set(roomId, (list = []));
+      list.push(() => { clearTimeout(timer); resolve(); });
+    });
   }
 
   /** Call after rooms.dirty changed; the report leaves at the end of this turn. */
@@ -100,6 +128,20 @@ export class MembershipReporter<S extends RoomMember> {
     const link = this.routers.link(routerId);
     if (!link) return;
     reports.inc();
-    link.send({ membership: peer.MembershipUpdate.create({ gatewayId: this.gatewayId, gatewayAddress: this.gatewayAddress, gatewaySeq: ++this.seq, rooms, full }) });
+    const seq = ++this.seq;
+    const release: Array<() => void> = [];
+    for (const room of rooms) {
+      const waiters = this.waiting.get(room.roomId);
+      if (waiters) { release.push(...waiters); this.waiting.delete(room.roomId); }
+    }
+    if (release.length) this.sent.set(seq, { routerId, release });
+    link.send({ membership: peer.MembershipUpdate.create({ gatewayId: this.gatewayId, gatewayAddress: this.gatewayAddress, gatewaySeq: seq, rooms, full }) });
+  }
+
+  private release(seq: number): void {
+    const entry = this.sent.get(seq);
+    if (!entry) return;
+    this.sent.delete(seq);
+    for (const done of entry.release) done();
   }
 }

@@ -7,7 +7,7 @@ import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddedRegistry } from '../registry/embedded.js';
 import { serveRegistryOverIpc } from '../registry/ipc.js';
-import { defaultTopology, type Member, type Role } from '../registry/schema.js';
+import { defaultTopology, type Member, type Role, type Topology } from '../registry/schema.js';
 import { serveChatPage, type WebServer } from '../web/server.js';
 
 export interface LocalClusterOptions {
@@ -16,11 +16,22 @@ export interface LocalClusterOptions {
   proxies: number;
   gateways: number;
   routers: number;
+  /** Partitions of pi and xiu (default 1), and replicas of each: leader + followers (default 2). */
+  storePartitions?: number;
+  storeReplicas?: number;
+  /** Relay partitions (default 1). */
+  relays?: number;
   splitThreshold: number;
   host: string;
   webPort: number;
   logDir: string;
+  /** RocksDB data of pi and xiu, one folder per process; survives restarts (default <logDir>/data). */
+  dataDir?: string;
   restartDelayMs: number;
+  /** HS256 key file for login tokens; unset: gateways accept any login. */
+  authKeyFile?: string;
+  /** Message rate limits, written into the topology. */
+  limits?: Topology['limits'];
   /** The CLI entry point the children run. */
   entry: string;
 }
@@ -35,7 +46,9 @@ export interface ProcessSpec {
 
 interface Running { spec: ProcessSpec; child: ChildProcess; restarts: number }
 
-export function planProcesses(o: Pick<LocalClusterOptions, 'partitions' | 'replicas' | 'proxies' | 'gateways' | 'routers'>): ProcessSpec[] {
+type Sizes = Required<Pick<LocalClusterOptions, 'partitions' | 'replicas' | 'proxies' | 'gateways' | 'routers' | 'storePartitions' | 'storeReplicas' | 'relays'>>;
+
+export function planProcesses(o: Sizes): ProcessSpec[] {
   const specs: ProcessSpec[] = [];
   for (let r = 0; r < o.routers; r++) specs.push({ name: `router-0-${r}`, role: 'router', partition: 0, replica: r, ordinal: r });
   for (let p = 0; p < o.partitions; p++) {
@@ -45,6 +58,14 @@ export function planProcesses(o: Pick<LocalClusterOptions, 'partitions' | 'repli
   }
   for (let i = 0; i < o.proxies; i++) specs.push({ name: `proxy-${i}`, role: 'proxy', partition: 0, replica: i, ordinal: i });
   for (let i = 0; i < o.gateways; i++) specs.push({ name: `gateway-${i}`, role: 'gateway', partition: 0, replica: i, ordinal: i });
+  for (const role of ['pi', 'xiu'] as const) {
+    for (let p = 0; p < o.storePartitions; p++) {
+      for (let r = 0; r < o.storeReplicas; r++) {
+        specs.push({ name: `${role}-${p}-${r}`, role, partition: p, replica: r, ordinal: p * o.storeReplicas + r });
+      }
+    }
+  }
+  for (let p = 0; p < o.relays; p++) specs.push({ name: `relay-${p}-0`, role: 'relay', partition: p, replica: 0, ordinal: p });
   return specs;
 }
 
@@ -53,14 +74,26 @@ export class LocalCluster {
   private readonly running = new Map<string, Running>();
   private stopping = false;
   private web: WebServer | null = null;
+  private readonly options: LocalClusterOptions & Sizes & { dataDir: string };
 
-  constructor(private readonly options: LocalClusterOptions) {
+  constructor(options: LocalClusterOptions) {
+    this.options = {
+      storePartitions: 1, storeReplicas: 2, relays: 1, dataDir: join(options.logDir, 'data'),
+      ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+    } as LocalClusterOptions & Sizes & { dataDir: string };
     const topology = defaultTopology(options.partitions, options.replicas, options.routers);
-    this.registry = new EmbeddedRegistry({ ...topology, splitThreshold: options.splitThreshold });
+    const store = { partitions: this.options.storePartitions, replicas: this.options.storeReplicas };
+    this.registry = new EmbeddedRegistry({
+      ...topology,
+      roles: { ...topology.roles, pi: store, xiu: store, relay: { partitions: this.options.relays, replicas: 1 } },
+      splitThreshold: options.splitThreshold,
+      ...(options.limits ? { limits: options.limits } : {}),
+    });
   }
 
-  async start(): Promise<{ web: string; gateways: string[]; proxies: string[]; logDir: string }> {
+  async start(): Promise<{ web: string; gateways: string[]; proxies: string[]; logDir: string; dataDir: string }> {
     mkdirSync(this.options.logDir, { recursive: true });
+    mkdirSync(this.options.dataDir, { recursive: true });
     const specs = planProcesses(this.options);
     for (const spec of specs) this.spawn(spec, 0);
     await this.allReady(specs);
@@ -71,6 +104,7 @@ export class LocalCluster {
       gateways: members.filter((m) => m.role === 'gateway').sort(byReplica).map((m) => m.wsUrl!),
       proxies: members.filter((m) => m.role === 'proxy').sort(byReplica).map((m) => m.address),
       logDir: this.options.logDir,
+      dataDir: this.options.dataDir,
     };
   }
 
@@ -104,6 +138,8 @@ export class LocalCluster {
     const child = fork(this.options.entry, [
       spec.role, '--partition', String(spec.partition), '--replica', String(spec.replica),
       '--ordinal', String(spec.ordinal), '--host', this.options.host,
+      ...(spec.role === 'pi' || spec.role === 'xiu' ? ['--data-dir', join(this.options.dataDir, spec.name)] : []),
+      ...(spec.role === 'gateway' && this.options.authKeyFile ? ['--auth-key-file', this.options.authKeyFile] : []),
     ], { stdio: ['ignore', log, log, 'ipc'], env: { ...process.env, GROUPCHAT_REGISTRY: 'ipc' } });
     closeSync(log);
     serveRegistryOverIpc(this.registry, child);

@@ -22,13 +22,14 @@ type DecodedField<F> = [F] extends [number | LongClass]
   ? ([LongClass] extends [F] ? LongClass : number)
   : Decoded<F>;
 export type Decoded<T> = T extends Uint8Array | string | boolean ? T
-  : T extends ReadonlyArray<infer E> ? Array<Decoded<NonNullable<E>>>
+  : T extends ReadonlyArray<infer E> ? Array<DecodedField<NonNullable<E>>>
   : { [K in keyof T as K extends '$unknowns' ? never : K]-?: DecodedField<NonNullable<T[K]>> };
 
-/** A frame with a oneof `body`, as a union narrowed by `switch (frame.body)`. */
-type OneofFrame<F extends { body?: string }> =
-  | { [K in NonNullable<F['body']>]: { body: K } & { [P in K]: Decoded<NonNullable<F[P & keyof F]>> } }[NonNullable<F['body']>]
-  | { body: undefined };
+/** A message with a oneof named D, as a union narrowed by `switch (message[D])`. */
+type Oneof<F, D extends keyof F> =
+  | { [K in NonNullable<F[D]> & string]: { [Q in D]: K } & { [P in K]: Decoded<NonNullable<F[P & keyof F]>> } }[NonNullable<F[D]> & string]
+  | { [Q in D]: undefined };
+type OneofFrame<F extends { body?: string }> = Oneof<F, 'body'>;
 
 type MessageOf<C> = C extends { encode(m: infer P, ...rest: never[]): unknown } ? Decoded<P> : never;
 const peerTypes = peerRoot.peer;
@@ -42,10 +43,17 @@ export type RoomDelivery = MessageOf<typeof peerTypes.RoomDelivery>;
 export type MembershipUpdate = MessageOf<typeof peerTypes.MembershipUpdate>;
 export type RoomCount = MessageOf<typeof peerTypes.RoomCount>;
 export type Delivery = MessageOf<typeof clientTypes.Delivery>;
+type StoreRequestDecoded = ReturnType<typeof peerTypes.StoreRequest.decode>;
+export type StoreRequest = Oneof<StoreRequestDecoded, 'op'> & { correlation: number };
 
-/** Decodes a PeerFrame; the result is narrowed by its body. */
+/** Decodes a PeerFrame; the result is narrowed by its body (and a StoreRequest's by its op). */
 export function decodePeerFrame(bytes: Uint8Array): PeerFrame {
   return peerTypes.PeerFrame.decode(bytes) as unknown as PeerFrame;
+}
+
+/** A StoreRequest inside a decoded PeerFrame, narrowed by its op. */
+export function storeRequestOf(frame: Extract<PeerFrame, { body: 'storeRequest' }>): StoreRequest {
+  return frame.storeRequest as unknown as StoreRequest;
 }
 
 export function decodeClientFrame(bytes: Uint8Array): ClientFrame {

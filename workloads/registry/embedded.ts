@@ -1,7 +1,7 @@
 // The in-memory registry: one process holds the documents. Members expire
 // unless renewed within their TTL, as ephemeral nodes would.
 import { EventEmitter } from 'node:events';
-import type { Registration, Registry, RegistryEvents } from './registry.js';
+import type { LeaseState, Registration, Registry, RegistryEvents } from './registry.js';
 import { MemberSchema, TopologySchema, type Member, type Topology } from './schema.js';
 
 export const DEFAULT_MEMBER_TTL_MS = 3000;
@@ -11,6 +11,7 @@ interface Entry { member: Member; expiresAt: number }
 export class EmbeddedRegistry extends EventEmitter<RegistryEvents> implements Registry {
   private current: Topology;
   private readonly entries = new Map<string, Entry>();
+  private readonly leases = new Map<string, { holder: string | null; term: number; expiresAt: number }>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(topology: Topology, private readonly ttlMs = DEFAULT_MEMBER_TTL_MS) {
@@ -67,6 +68,35 @@ export class EmbeddedRegistry extends EventEmitter<RegistryEvents> implements Re
         this.remove(member.id);
       },
     };
+  }
+
+  async acquireLease(name: string, holder: string, ttlMs: number): Promise<LeaseState> {
+    return this.lease(name, holder, ttlMs);
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    this.release(name, holder);
+  }
+
+  /** Synchronous form, for the IPC server. */
+  lease(name: string, holder: string, ttlMs: number): LeaseState {
+    const now = Date.now();
+    const lease = this.leases.get(name) ?? { holder: null, term: 0, expiresAt: 0 };
+    if (lease.holder === holder || lease.holder === null || lease.expiresAt < now) {
+      if (lease.holder !== holder) lease.term++;
+      lease.holder = holder;
+      lease.expiresAt = now + ttlMs;
+      this.leases.set(name, lease);
+    }
+    return { holder: lease.holder, term: lease.term };
+  }
+
+  release(name: string, holder: string): void {
+    const lease = this.leases.get(name);
+    if (lease?.holder === holder) {
+      lease.holder = null;
+      lease.expiresAt = 0;
+    }
   }
 
   async close(): Promise<void> {

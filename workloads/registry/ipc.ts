@@ -6,14 +6,25 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { z } from 'zod';
 import type { EmbeddedRegistry } from './embedded.js';
-import type { Registration, Registry, RegistryEvents } from './registry.js';
+import type { LeaseState, Registration, Registry, RegistryEvents } from './registry.js';
 import { MemberSchema, TopologySchema, type Member, type Topology } from './schema.js';
 
 const ChildMessage = z.discriminatedUnion('registry', [
   z.object({ registry: z.literal('put'), member: MemberSchema }),
   z.object({ registry: z.literal('renew'), id: z.string() }),
   z.object({ registry: z.literal('remove'), id: z.string() }),
+  z.object({ registry: z.literal('lease'), call: z.number(), name: z.string(), holder: z.string(), ttlMs: z.number().positive() }),
+  z.object({ registry: z.literal('release'), name: z.string(), holder: z.string() }),
 ]);
+
+const Expired = z.object({ registry: z.literal('expired'), id: z.string() });
+
+const LeaseReply = z.object({
+  registry: z.literal('leaseState'),
+  call: z.number(),
+  holder: z.string().nullable(),
+  term: z.number(),
+});
 
 const ParentMessage = z.object({
   registry: z.literal('state'),
@@ -42,10 +53,16 @@ export function serveRegistryOverIpc(registry: EmbeddedRegistry, child: ChildPro
       owned.add(message.member.id);
       registry.put(message.member);
     } else if (message.registry === 'renew') {
-      registry.renew(message.id);
-    } else {
+      // Expired while the child was hung: ask it to register again.
+      if (!registry.renew(message.id) && child.connected) child.send({ registry: 'expired', id: message.id });
+    } else if (message.registry === 'remove') {
       owned.delete(message.id);
       registry.remove(message.id);
+    } else if (message.registry === 'lease') {
+      const state = registry.lease(message.name, message.holder, message.ttlMs);
+      if (child.connected) child.send({ registry: 'leaseState', call: message.call, ...state });
+    } else {
+      registry.release(message.name, message.holder);
     }
   });
   child.once('exit', () => {
@@ -60,7 +77,23 @@ export function serveRegistryOverIpc(registry: EmbeddedRegistry, child: ChildPro
 export class IpcRegistry extends EventEmitter<RegistryEvents> implements Registry {
   private currentTopology: Topology | null = null;
   private currentMembers: Member[] = [];
+  private nextCall = 1;
+  private readonly calls = new Map<number, (state: LeaseState) => void>();
+  /** Registered members of this process, to register again after an expiry. */
+  private readonly own = new Map<string, () => Member>();
   private readonly onMessage = (raw: unknown) => {
+    const expired = Expired.safeParse(raw);
+    if (expired.success) {
+      const member = this.own.get(expired.data.id)?.();
+      if (member && process.connected) process.send!({ registry: 'put', member });
+      return;
+    }
+    const reply = LeaseReply.safeParse(raw);
+    if (reply.success) {
+      this.calls.get(reply.data.call)?.({ holder: reply.data.holder, term: reply.data.term });
+      this.calls.delete(reply.data.call);
+      return;
+    }
     const parsed = ParentMessage.safeParse(raw);
     if (!parsed.success) return;
     const topologyChanged = JSON.stringify(parsed.data.topology) !== JSON.stringify(this.currentTopology);
@@ -95,6 +128,7 @@ export class IpcRegistry extends EventEmitter<RegistryEvents> implements Registr
     let current = MemberSchema.parse(member);
     const send = (message: z.infer<typeof ChildMessage>) => { if (process.connected) process.send!(message); };
     send({ registry: 'put', member: current });
+    this.own.set(current.id, () => current);
     const renewal = setInterval(() => send({ registry: 'renew', id: current.id }), this.ttlMs / 3);
     renewal.unref();
     return {
@@ -104,9 +138,23 @@ export class IpcRegistry extends EventEmitter<RegistryEvents> implements Registr
       },
       close: async () => {
         clearInterval(renewal);
+        this.own.delete(current.id);
         send({ registry: 'remove', id: current.id });
       },
     };
+  }
+
+  acquireLease(name: string, holder: string, ttlMs: number): Promise<LeaseState> {
+    const call = this.nextCall++;
+    return new Promise((resolve, reject) => {
+      if (!process.connected) return reject(new Error('registry unreachable: the launcher is gone'));
+      this.calls.set(call, resolve);
+      process.send!({ registry: 'lease', call, name, holder, ttlMs });
+    });
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    if (process.connected) process.send!({ registry: 'release', name, holder });
   }
 
   async close(): Promise<void> {

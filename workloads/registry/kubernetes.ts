@@ -9,9 +9,10 @@ import {
 } from '@kubernetes/client-node';
 import { WatchCache } from '../kube/watch-cache.js';
 import {
-  memberFromLease, memberLease, memberLeaseSelector, topologyConfigMapName, topologyFromConfigMap,
+  LABEL_CLUSTER, LABEL_LEASE, leaderLeaseName, memberFromLease, memberLease, memberLeaseSelector, microTime,
+  topologyConfigMapName, topologyFromConfigMap,
 } from './kubernetes-objects.js';
-import type { Registration, Registry, RegistryEvents } from './registry.js';
+import type { LeaseState, Registration, Registry, RegistryEvents } from './registry.js';
 import { MemberSchema, type Member, type Topology } from './schema.js';
 
 /** The field manager of every Lease a member applies. */
@@ -37,6 +38,7 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
   private readonly configMaps: WatchCache<V1ConfigMap>;
   private readonly leases: WatchCache<V1Lease>;
   private readonly objects: KubernetesObjectApi;
+  private readonly coordination: CoordinationV1Api;
   private readonly durationSeconds: number;
   private expiry: NodeJS.Timeout | undefined;
   private readonly registrations = new Set<Registration>();
@@ -49,6 +51,7 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     const core = kubeConfig.makeApiClient(CoreV1Api);
     const coordination = kubeConfig.makeApiClient(CoordinationV1Api);
+    this.coordination = coordination;
     const name = topologyConfigMapName(cluster);
     const warn = (what: string) => (err: unknown) => options.onWarning?.(`${what}: ${err instanceof Error ? err.message : String(err)}`);
     // Watching one ConfigMap by name is what a Role limited to that resourceName allows.
@@ -139,6 +142,67 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     return registration;
   }
 
+  /**
+   * Leader election on a Lease, as client-go's leader election does it: take
+   * it when free or expired, renew it while held, and let the API server's
+   * optimistic concurrency (resourceVersion) pick one winner of a race. The
+   * term is the Lease's leaseTransitions.
+   */
+  async acquireLease(name: string, holder: string, ttlMs: number): Promise<LeaseState> {
+    const { namespace, cluster } = this.options;
+    const leaseName = leaderLeaseName(cluster, name);
+    const durationSeconds = Math.max(1, Math.ceil(ttlMs / 1000));
+    const now = new Date();
+    const current = await this.coordination.readNamespacedLease({ name: leaseName, namespace }).catch((err) => {
+      if (statusOf(err) === 404) return undefined;
+      throw err;
+    });
+    if (!current) {
+      const created = await this.coordination.createNamespacedLease({
+        namespace,
+        body: {
+          metadata: { name: leaseName, namespace, labels: { [LABEL_CLUSTER]: cluster, [LABEL_LEASE]: 'leader' } },
+          spec: leaseSpec(holder, durationSeconds, now, now, 1),
+        },
+      }).catch((err) => {
+        if (statusOf(err) === 409) return undefined; // another candidate created it first
+        throw err;
+      });
+      return created ? { holder, term: 1 } : this.leaseState(leaseName);
+    }
+    const spec = current.spec ?? {};
+    const held = spec.holderIdentity || null;
+    const expired = spec.renewTime === undefined
+      || new Date(spec.renewTime).getTime() + (spec.leaseDurationSeconds ?? 0) * 1000 < now.getTime();
+    const term = spec.leaseTransitions ?? 0;
+    if (held !== null && held !== holder && !expired) return { holder: held, term };
+    const taking = held !== holder;
+    const acquired = spec.acquireTime && !taking ? new Date(spec.acquireTime) : now;
+    const replaced = await this.coordination.replaceNamespacedLease({
+      name: leaseName, namespace,
+      body: { ...current, spec: leaseSpec(holder, durationSeconds, acquired, now, taking ? term + 1 : term) },
+    }).catch((err) => {
+      if (statusOf(err) === 409) return undefined; // someone else wrote it since we read it
+      throw err;
+    });
+    return replaced ? { holder, term: taking ? term + 1 : term } : this.leaseState(leaseName);
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    const { namespace, cluster } = this.options;
+    const leaseName = leaderLeaseName(cluster, name);
+    const current = await this.coordination.readNamespacedLease({ name: leaseName, namespace });
+    if (current.spec?.holderIdentity !== holder) return;
+    // Held by nobody: the next candidate takes it without waiting for expiry.
+    const { holderIdentity: _released, ...rest } = current.spec;
+    await this.coordination.replaceNamespacedLease({ name: leaseName, namespace, body: { ...current, spec: rest } });
+  }
+
+  private async leaseState(leaseName: string): Promise<LeaseState> {
+    const lease = await this.coordination.readNamespacedLease({ name: leaseName, namespace: this.options.namespace });
+    return { holder: lease.spec?.holderIdentity || null, term: lease.spec?.leaseTransitions ?? 0 };
+  }
+
   async close(): Promise<void> {
     clearInterval(this.expiry);
     await Promise.all([...this.registrations].map((r) => r.close()));
@@ -170,4 +234,17 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     this.live = live;
     this.emit('members', live);
   }
+}
+
+const statusOf = (err: unknown) => (err as { code?: number }).code;
+
+function leaseSpec(holder: string, durationSeconds: number, acquired: Date, renewed: Date, transitions: number): V1Lease['spec'] {
+  return {
+    holderIdentity: holder,
+    leaseDurationSeconds: durationSeconds,
+    // The API's MicroTime, which a Date would not be serialised as.
+    acquireTime: microTime(acquired) as unknown as Date,
+    renewTime: microTime(renewed) as unknown as Date,
+    leaseTransitions: transitions,
+  };
 }

@@ -15,9 +15,21 @@ export interface Registration {
   close(): Promise<void>;
 }
 
+/** Who holds a named lease; term grows by one each time the holder changes. */
+export interface LeaseState {
+  holder: string | null;
+  term: number;
+}
+
 export interface Registry extends EventEmitter<RegistryEvents> {
   topology(): Topology;
   members(): Member[];
   register(member: Member): Promise<Registration>;
+  /**
+   * Takes the lease if it is free or expired, or renews it if holder has it.
+   * Leader election for replicated roles (a Kubernetes Lease in a cluster).
+   */
+  acquireLease(name: string, holder: string, ttlMs: number): Promise<LeaseState>;
+  releaseLease(name: string, holder: string): Promise<void>;
   close(): Promise<void>;
 }

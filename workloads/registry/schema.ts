@@ -42,10 +42,24 @@ export const TopologySchema = z.object({
   next: z.object({ roles: LayoutSchema }).strict().optional(),
   /** Members in a room above which a broker splits it into virtual rooms. */
   splitThreshold: z.number().int().min(1),
+  /** Token-bucket limits on messages; absent means unlimited. */
+  limits: z.object({
+    /** Per user, enforced by each gateway for the users it holds. */
+    userMessagesPerSecond: z.number().positive().optional(),
+    userBurst: z.number().int().positive().optional(),
+    /** Per room, enforced by the broker replica that orders the room. */
+    roomMessagesPerSecond: z.number().positive().optional(),
+    roomBurst: z.number().int().positive().optional(),
+    /** Deliveries a broker holds for one slow gateway before refusing more. */
+    gatewayQueueMessages: z.number().int().min(100).optional(),
+  }).strict().optional(),
 }).strict();
 export type Topology = z.infer<typeof TopologySchema>;
 
-const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port')
+  // A port peers can dial (what PeerClient's parseAddress accepts): one bad
+  // registration must not throw in every role's members handler.
+  .refine((a) => { const port = Number(a.slice(a.lastIndexOf(':') + 1)); return port >= 1 && port <= 65535; }, 'port must be 1..65535');
 
 /** What a process registers about itself; held with a TTL like an ephemeral node. */
 export const MemberSchema = z.object({
@@ -66,6 +80,8 @@ export const MemberSchema = z.object({
    * it once every member does.
    */
   epoch: z.number().int().nonnegative().optional(),
+  /** Set by the leader of a replicated partition (pi, xiu). */
+  leader: z.boolean().optional(),
 }).strict();
 export type Member = z.infer<typeof MemberSchema>;
 
@@ -73,7 +89,13 @@ export function defaultTopology(partitions = 2, replicas = 2, routers = 2): Topo
   return {
     epoch: 1,
     phase: 'Stable',
-    roles: { broker: { partitions, replicas }, router: { partitions: 1, replicas: routers } },
+    roles: {
+      broker: { partitions, replicas },
+      router: { partitions: 1, replicas: routers },
+      pi: { partitions: 2, replicas: 2 },
+      xiu: { partitions: 2, replicas: 2 },
+      relay: { partitions: 2, replicas: 1 },
+    },
     splitThreshold: 1000,
   };
 }

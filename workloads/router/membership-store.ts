@@ -46,10 +46,6 @@ export class MembershipStore {
     return this.gateways.delete(gatewayId);
   }
 
-  gatewayIds(): string[] {
-    return [...this.gateways.keys()];
-  }
-
   /** One update per gateway holding the rooms that match, each with the seq that wrote it. */
   snapshot(matches: (roomId: number) => boolean): MembershipUpdate[] {
     const out: MembershipUpdate[] = [];

@@ -4,9 +4,12 @@
 // (re)connects is sent a snapshot of its partition before anything else.
 import { Counter } from 'prom-client';
 import { metrics } from '../observability/http.js';
-import { peer, type MembershipUpdate, type RoomCount } from '../protocol/index.js';
+import { Long, peer, type MembershipUpdate, type RoomCount } from '../protocol/index.js';
+import { onDeparture } from '../registry/departures.js';
 import { partitionOf } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
+import { isPeerAddress } from '../transport/peer-client.js';
+import type { PeerLink } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { PeerServer } from '../transport/peer-server.js';
 import { MembershipStore } from './membership-store.js';
@@ -23,16 +26,26 @@ export async function startRouter(ctx: RoleContext): Promise<RoleInstance> {
   const brokers = new PeerPool(ctx.self);
   const server = new PeerServer(ctx.self);
 
-  const onMembers = () => {
-    const members = registry.members();
-    brokers.sync(members.filter((m) => m.role === 'broker'));
-    const gateways = new Set(members.filter((m) => m.role === 'gateway').map((m) => m.id));
-    for (const id of store.gatewayIds()) if (!gateways.has(id) && store.removeGateway(id)) log.info({ gateway: id }, 'gateway gone');
-  };
-  registry.on('members', onMembers);
-  onMembers();
+  // A broker that went away acks nothing more: what it owed is covered by its next snapshot.
+  brokers.on('down', (member) => { for (const key of [...awaiting.keys()]) settle(key, member.id); });
+  const syncBrokers = () => brokers.sync(registry.members().filter((m) => m.role === 'broker'));
+  registry.on('members', syncBrokers);
+  syncBrokers();
+  onDeparture(registry, 'gateway', (id) => { if (store.removeGateway(id)) log.info({ gateway: id }, 'gateway gone'); });
 
-  const forward = (update: MembershipUpdate, changes: RoomCount[]) => {
+  /** `${gateway}/${seq}` → the gateway link to ack, once no broker ack is outstanding. */
+  const awaiting = new Map<string, { link: PeerLink; brokers: Set<string> }>();
+  const settle = (key: string, brokerId: string) => {
+    const entry = awaiting.get(key);
+    if (!entry || !entry.brokers.delete(brokerId) || entry.brokers.size > 0) return;
+    awaiting.delete(key);
+    const [gatewayId, seq] = [key.slice(0, key.lastIndexOf('/')), key.slice(key.lastIndexOf('/') + 1)];
+    entry.link.send({ membershipAck: { gatewayId, gatewaySeq: Long.fromString(seq, true) } });
+  };
+
+  const forward = (update: MembershipUpdate, changes: RoomCount[], from: PeerLink) => {
+    const key = `${update.gatewayId}/${update.gatewaySeq.toString()}`;
+    const brokersToAck = new Set<string>();
     const partitions = registry.topology().roles.broker.partitions;
     const byPartition = new Map<number, RoomCount[]>();
     for (const count of changes) {
@@ -46,9 +59,18 @@ export async function startRouter(ctx: RoleContext): Promise<RoleInstance> {
         membership: { gatewayId: update.gatewayId, gatewayAddress: update.gatewayAddress, gatewaySeq: update.gatewaySeq, rooms, full: false },
       }).finish();
       for (const broker of brokers.members()) {
-        if (broker.partition === p) brokers.link(broker.id)?.sendEncoded(body);
+        if (broker.partition !== p) continue;
+        const link = brokers.link(broker.id);
+        if (!link) continue; // it gets a snapshot when it comes back
+        link.sendEncoded(body);
+        brokersToAck.add(broker.id);
       }
     }
+    if (brokersToAck.size === 0) {
+      from.send({ membershipAck: { gatewayId: update.gatewayId, gatewaySeq: update.gatewaySeq } });
+      return;
+    }
+    awaiting.set(key, { link: from, brokers: brokersToAck });
   };
 
   server.on('link', (link) => {
@@ -58,22 +80,26 @@ export async function startRouter(ctx: RoleContext): Promise<RoleInstance> {
         return;
       }
       const update = frame.membership;
-      if (!update.gatewayId || !/^[^\s:]+:\d{1,5}$/.test(update.gatewayAddress)) {
+      if (!update.gatewayId || !isPeerAddress(update.gatewayAddress)) {
         link.fail(12, 'MembershipUpdate needs a gateway id and a host:port gateway address');
         return;
       }
       const changes = store.record(update);
       if (!changes) {
+        link.send({ membershipAck: { gatewayId: update.gatewayId, gatewaySeq: update.gatewaySeq } });
         updatesIn.inc({ result: 'stale' });
         log.debug({ gateway: update.gatewayId, seq: update.gatewaySeq }, 'stale membership discarded');
         return;
       }
       updatesIn.inc({ result: 'applied' });
-      forward(update, changes);
+      forward(update, changes, link);
     });
   });
 
   brokers.on('up', (member, link) => {
+    link.on('frame', (frame) => {
+      if (frame.body === 'membershipAck') settle(`${frame.membershipAck.gatewayId}/${frame.membershipAck.gatewaySeq.toString()}`, member.id);
+    });
     const partitions = registry.topology().roles.broker.partitions;
     const updates = store.snapshot((roomId) => partitionOf(roomId, partitions) === member.partition);
     for (let i = 0; i < updates.length; i += SNAPSHOT_CHUNK) {

@@ -19,6 +19,10 @@ export const RoleConfigSchema = z.object({
   httpPort: Port.default(0),
   wsPort: Port.default(0),
   registry: z.enum(['ipc', 'kubernetes']).default('ipc'),
+  /** Where pi and xiu keep their RocksDB data. */
+  dataDir: z.string().optional(),
+  /** File holding the HS256 key for login tokens (gateway); unset: no tokens needed. */
+  authKeyFile: z.string().optional(),
   /** kubernetes registry: the GroupChatCluster this process belongs to, and its namespace. */
   cluster: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a Kubernetes object name').optional(),
   namespace: z.string().min(1).optional(),
@@ -38,6 +42,7 @@ const ENV_KEYS: Record<string, string> = {
   partition: 'GROUPCHAT_PARTITION', replica: 'GROUPCHAT_REPLICA', ordinal: 'GROUPCHAT_ORDINAL',
   host: 'GROUPCHAT_HOST', advertiseHost: 'GROUPCHAT_ADVERTISE_HOST', port: 'GROUPCHAT_PORT',
   httpPort: 'GROUPCHAT_HTTP_PORT', wsPort: 'GROUPCHAT_WS_PORT', registry: 'GROUPCHAT_REGISTRY',
+  dataDir: 'GROUPCHAT_DATA_DIR', authKeyFile: 'GROUPCHAT_AUTH_KEY_FILE',
   cluster: 'GROUPCHAT_CLUSTER', namespace: 'GROUPCHAT_NAMESPACE', podName: 'GROUPCHAT_POD_NAME', podUid: 'GROUPCHAT_POD_UID',
 };
 

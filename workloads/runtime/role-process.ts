@@ -28,6 +28,8 @@ export interface RoleInstance {
   member: Pick<Member, 'address'> & Partial<Pick<Member, 'wsUrl'>>;
   /** True once the role can serve (its links are up). */
   isReady(): boolean;
+  /** Member fields that change while running (the leader flag of pi and xiu). */
+  advertise?(): Pick<Member, 'leader'>;
   stop(): Promise<void>;
 }
 
@@ -84,13 +86,13 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
     if (epoch !== undefined) void registration.update({ epoch });
   });
   // Ready is published when the role says so, and withdrawn if it stops being so.
-  let published = false;
+  let published = { ready: false, leader: undefined as boolean | undefined };
   const readiness = setInterval(() => {
-    const ready = instance.isReady();
-    if (ready !== published) {
-      published = ready;
-      void registration.update({ ready });
-      log.info({ ready, address: base.address, http: health.address }, ready ? 'ready' : 'not ready');
+    const current = { ready: instance.isReady(), leader: instance.advertise?.().leader };
+    if (current.ready !== published.ready || current.leader !== published.leader) {
+      if (current.ready !== published.ready) log.info({ ready: current.ready, address: base.address, http: health.address }, current.ready ? 'ready' : 'not ready');
+      published = current;
+      void registration.update(current.leader === undefined ? { ready: current.ready } : current);
     }
   }, 50);
 

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import WebSocket from 'ws';
-import { client, messageIdKey, type Delivery, type Long } from '../protocol/index.js';
+import { client, messageIdKey, toNumber, type Decoded, type Delivery, type Long } from '../protocol/index.js';
 
 export class ChatError extends Error {
   constructor(readonly code: string, message: string) {
@@ -12,8 +12,18 @@ export class ChatError extends Error {
   }
 }
 
+export type InboxMessage = Decoded<NonNullable<Parameters<typeof client.InboxMessage.encode>[0]>>;
+
+/** Where a member's view of a room ends: pass to join() to resume after a drop. */
+export interface RoomPosition {
+  sequencerId: number;
+  roomSeq: number;
+}
+
 export interface ChatClientEvents {
   message: [Delivery];
+  /** A one-to-one message from the inbox, in position order. */
+  inbox: [InboxMessage];
   /** The gateway closed the connection for a protocol violation. */
   protocolError: [ChatError];
   close: [number, string];
@@ -27,6 +37,10 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
   private readonly seen = new LRUCache<string, true>({ max: DEDUP_ENTRIES });
   /** Duplicates the SDK dropped (a gateway already dedups; this counts what slipped past). */
   duplicatesDropped = 0;
+  /** Last room position seen per room. */
+  readonly positions = new Map<number, RoomPosition>();
+  /** Last inbox position received. */
+  inboxPosition = 0;
 
   private constructor(private readonly ws: WebSocket) {
     super();
@@ -47,12 +61,26 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
     });
   }
 
-  login(userId: number, displayName = ''): Promise<void> {
-    return this.request({ login: { userId, displayName } });
+  /** token: a signed login token, required when the gateways have a key. */
+  login(userId: number, displayName = '', token = ''): Promise<void> {
+    return this.request({ login: { userId, displayName, token } });
   }
 
-  join(roomId: number): Promise<void> {
-    return this.request({ join: { roomId } });
+  /** Joins a room; with `resumeFrom`, first receives what was missed after it. */
+  join(roomId: number, resumeFrom?: RoomPosition): Promise<void> {
+    return this.request({
+      join: { roomId, ...(resumeFrom ? { resumeAfterSeq: resumeFrom.roomSeq, resumeSequencerId: resumeFrom.sequencerId } : {}) },
+    });
+  }
+
+  /** Sends a one-to-one message; resolves once it is stored durably for the recipient. */
+  direct(toUserId: number, payload: Uint8Array, messageId?: Long): Promise<void> {
+    return this.request({ direct: { toUserId, payload, ...(messageId ? { messageId } : {}) } });
+  }
+
+  /** Acknowledges the inbox up to position: later logins start after it. */
+  ackInbox(position = this.inboxPosition): Promise<void> {
+    return this.request({ ackInbox: { position } });
   }
 
   leave(roomId: number): Promise<void> {
@@ -87,7 +115,15 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
   }
 
   private onFrame(data: Buffer): void {
-    const frame = client.ServerFrame.decode(data);
+    let frame: ReturnType<typeof client.ServerFrame.decode>;
+    try {
+      frame = client.ServerFrame.decode(data);
+    } catch (err) {
+      // Not a ServerFrame: report it and close; never throw into the socket's handler.
+      this.emit('protocolError', new ChatError('MALFORMED_FRAME', `not a ServerFrame: ${(err as Error).message}`));
+      this.ws.close(1007, 'malformed ServerFrame');
+      return;
+    }
     if (frame.reply) {
       const entry = this.pending.get(frame.reply.requestId ?? 0);
       if (!entry) return;
@@ -100,7 +136,14 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
       const key = `${delivery.roomId}/${messageIdKey(delivery.messageId)}`;
       if (this.seen.has(key)) { this.duplicatesDropped++; return; }
       this.seen.set(key, true);
+      this.positions.set(delivery.roomId, { sequencerId: delivery.sequencerId, roomSeq: toNumber(delivery.roomSeq) });
       this.emit('message', delivery);
+    } else if (frame.inbox) {
+      const item = frame.inbox as InboxMessage;
+      const position = toNumber(item.position);
+      if (position <= this.inboxPosition) { this.duplicatesDropped++; return; }
+      this.inboxPosition = position;
+      this.emit('inbox', item);
     } else if (frame.error) {
       const code = frame.error.code ?? 0;
       this.emit('protocolError', new ChatError(client.ErrorCode[code] ?? String(code), frame.error.message ?? ''));

@@ -5,7 +5,7 @@
 // resolves it, and the id makes every copy and every retry harmless.
 import { EventEmitter } from 'node:events';
 import { Snowflake } from '../ids/snowflake.js';
-import { peer, type Long, type PeerFrameInit } from '../protocol/index.js';
+import { peer, type Long, type PeerFrame, type PeerFrameInit } from '../protocol/index.js';
 import type { LinkOptions, PeerIdentity, PeerLink } from '../transport/peer-link.js';
 import { DEFAULT_LINK_OPTIONS } from '../transport/peer-link.js';
 import { PeerPool, type Dialable } from '../transport/peer-pool.js';
@@ -30,12 +30,16 @@ export interface PublishRequest {
   senderId?: number;
   /** Supply to make a retry of your own idempotent; otherwise one is made. */
   messageId?: Long;
+  /** Critical messages overtake queued chat traffic on the way to gateways. */
+  critical?: boolean;
 }
 
 export interface PublishResult {
   messageId: Long;
   status: 'delivered';
 }
+
+export type HistoryReply = Extract<PeerFrame, { body: 'historyReply' }>['historyReply'];
 
 export class PublishError extends Error {
   constructor(message: string, readonly status: string, readonly messageId: Long) {
@@ -59,6 +63,7 @@ export class Publisher extends EventEmitter {
   private readonly pool: PeerPool<Dialable>;
   private readonly ids: Snowflake;
   private readonly inFlight = new Map<number, InFlight>();
+  private readonly historyRequests = new Map<number, { frame: PeerFrameInit; proxyId: string | null; resolve: (reply: HistoryReply) => void }>();
   private readonly waiting: Array<() => void> = [];
   private nextCorrelation = 1;
   private rotation = 0;
@@ -105,6 +110,7 @@ export class Publisher extends EventEmitter {
         publish: {
           messageId, roomId: request.roomId, senderId: request.senderId ?? 0,
           payload: request.payload, sentAtMs: Date.now(), correlation,
+          priority: request.critical ? peer.Priority.CRITICAL : peer.Priority.NORMAL,
         },
       };
       const timer = setTimeout(() => this.settle(correlation, new PublishError(
@@ -115,9 +121,43 @@ export class Publisher extends EventEmitter {
     });
   }
 
+  /**
+   * What the room's ordering broker still holds after afterSeq of sequencerId.
+   * Past the publisher's timeout it answers incomplete and empty rather than hang.
+   */
+  history(roomId: number, sequencerId: number, afterSeq: number): Promise<HistoryReply> {
+    const correlation = this.nextCorrelation;
+    this.nextCorrelation = this.nextCorrelation >= 0xffffffff ? 1 : this.nextCorrelation + 1;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.historyRequests.delete(correlation);
+        resolve({ correlation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE });
+      }, this.timeoutMs);
+      const request = {
+        frame: { historyRequest: { correlation, roomId, sequencerId, afterSeq } }, proxyId: null,
+        resolve: (reply: HistoryReply) => { clearTimeout(timer); resolve(reply); },
+      };
+      this.historyRequests.set(correlation, request);
+      this.sendHistory(correlation);
+    });
+  }
+
   close(): void {
     for (const [correlation] of this.inFlight) this.settle(correlation, new Error('publisher closed'));
     this.pool.close();
+  }
+
+  private sendHistory(correlation: number): void {
+    const request = this.historyRequests.get(correlation);
+    if (!request) return;
+    const proxy = this.pool.members().find((p) => this.pool.isUp(p.id));
+    if (!proxy) {
+      request.proxyId = null;
+      setTimeout(() => this.sendHistory(correlation), RETRY_MS).unref();
+      return;
+    }
+    request.proxyId = proxy.id;
+    this.pool.link(proxy.id)!.send(request.frame);
   }
 
   /** Tops the message up to `redundancy` copies on distinct live proxies. */
@@ -136,7 +176,13 @@ export class Publisher extends EventEmitter {
 
   private onUp(_proxy: Dialable, link: PeerLink): void {
     link.on('frame', (frame) => {
-      if (frame.body !== 'publishAck' || !frame.publishAck) return;
+      if (frame.body === 'historyReply') {
+        const request = this.historyRequests.get(frame.historyReply.correlation);
+        this.historyRequests.delete(frame.historyReply.correlation);
+        request?.resolve(frame.historyReply);
+        return;
+      }
+      if (frame.body !== 'publishAck') return;
       const { correlation, status } = frame.publishAck;
       const entry = this.inFlight.get(correlation);
       if (!entry) return;
@@ -149,6 +195,10 @@ export class Publisher extends EventEmitter {
         this.settle(correlation, new PublishError('the message was rejected (room 0 or payload too large)', 'REJECTED', entry.messageId));
         return;
       }
+      if (status === peer.PublishStatus.RATE_LIMITED) {
+        this.settle(correlation, new PublishError('the room is over its message rate; retry later', 'RATE_LIMITED', entry.messageId));
+        return;
+      }
       // NO_ROUTE: try again (on any proxy) until the deadline.
       entry.copiesOn.clear();
       setTimeout(() => this.dispatch(correlation, entry), RETRY_MS).unref();
@@ -159,6 +209,7 @@ export class Publisher extends EventEmitter {
     for (const [correlation, entry] of this.inFlight) {
       if (entry.copiesOn.delete(proxyId)) this.dispatch(correlation, entry);
     }
+    for (const [correlation, request] of this.historyRequests) if (request.proxyId === proxyId) this.sendHistory(correlation);
   }
 
   private settle(correlation: number, outcome: PublishResult | Error): void {

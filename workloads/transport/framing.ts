@@ -8,16 +8,36 @@ export class FrameError extends Error {
   }
 }
 
-/** Splits a byte stream into frames; never buffers more than one frame's bound. */
+/**
+ * Splits a byte stream into frames; never buffers more than one frame's bound.
+ * A frame that arrives in many reads is joined once, when its last byte is in,
+ * so a slow trickle of a large frame costs no more than one copy.
+ */
 export class FrameDecoder {
-  private pending: Buffer | null = null;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** Bytes the buffered frame needs in all (0 while its length is not yet known). */
+  private needed = 0;
 
   constructor(private readonly maxFrameBytes: number) {}
 
-  /** Returns the complete frames in chunk (views into it where possible). Throws FrameError. */
+  /** Bytes held for a frame not yet complete. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Returns the complete frames in the stream so far (views, not copies). Throws FrameError. */
   push(chunk: Buffer): Buffer[] {
-    const data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = null;
+    let data = chunk;
+    if (this.chunks.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+      if (this.needed > 0 && this.buffered < this.needed) return [];
+      data = Buffer.concat(this.chunks, this.buffered);
+      this.chunks = [];
+      this.buffered = 0;
+      this.needed = 0;
+    }
     const frames: Buffer[] = [];
     let offset = 0;
     while (offset < data.length) {
@@ -34,18 +54,22 @@ export class FrameDecoder {
       }
       if (!complete) {
         if (shift >= 35) throw new FrameError('frame length varint longer than 5 bytes', 'MALFORMED_LENGTH');
-        break; // the length itself is split across chunks
+        break; // the length itself is split across reads
       }
       if (length > this.maxFrameBytes) {
         throw new FrameError(`frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`, 'FRAME_TOO_LARGE');
       }
-      if (cursor + length > data.length) break;
+      if (cursor + length > data.length) {
+        this.needed = cursor + length - offset;
+        break;
+      }
       frames.push(data.subarray(cursor, cursor + length));
       offset = cursor + length;
     }
     if (offset < data.length) {
-      // Copy the tail so the caller's chunk (and frames above) are not pinned.
-      this.pending = Buffer.from(data.subarray(offset));
+      const tail = data.subarray(offset);
+      this.chunks = [tail];
+      this.buffered = tail.length;
     }
     return frames;
   }

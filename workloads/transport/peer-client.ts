@@ -26,6 +26,16 @@ export function parseAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, at).replace(/^\[|\]$/g, ''), port };
 }
 
+/** Whether parseAddress accepts it: check addresses from the wire before they reach a PeerClient. */
+export function isPeerAddress(address: string): boolean {
+  try {
+    parseAddress(address);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class PeerClient extends EventEmitter<PeerClientEvents> {
   link: PeerLink | null = null;
   private stopped = false;

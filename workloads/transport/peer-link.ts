@@ -47,6 +47,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private batchBytes = 0;
   private flushScheduled = false;
   private lastReceived = Date.now();
+  /** The Hello must complete by then, however many bytes arrive before it. */
+  private readonly helloDeadline: number;
   private lastSent = Date.now();
   private readonly timer: NodeJS.Timeout;
   private wantDrain = false;
@@ -59,6 +61,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   ) {
     super();
     this.decoder = new FrameDecoder(options.maxFrameBytes);
+    this.helloDeadline = Date.now() + options.timeoutMs;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.maybeDrain());
@@ -103,16 +106,30 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.closed) return;
     this.send({ error: { code, message } });
     this.flush();
-    this.socket.end();
-    this.close(new Error(message));
+    this.finish(new Error(message), true);
   }
 
   close(err?: Error): void {
+    this.finish(err, false);
+  }
+
+  /**
+   * linger: half-close and keep reading (and discarding) until the peer closes
+   * or the timeout, so the PeerError is not lost to a reset by unread input.
+   */
+  private finish(err: Error | undefined, linger: boolean): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     this.batch = null;
-    this.socket.destroy();
+    if (linger) {
+      this.socket.end();
+      const timer = setTimeout(() => this.socket.destroy(), this.options.timeoutMs);
+      timer.unref();
+      this.socket.once('close', () => clearTimeout(timer));
+    } else {
+      this.socket.destroy();
+    }
     this.emit('close', err);
   }
 
@@ -158,6 +175,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.closed) return; // a failed link drains its input unread
     this.lastReceived = Date.now();
     let frames: Buffer[];
     try {
@@ -205,6 +223,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const now = Date.now();
     if (now - this.lastReceived > this.options.timeoutMs) {
       this.close(new Error(`peer ${this.describe()} silent for ${now - this.lastReceived} ms`));
+      return;
+    }
+    if (!this.remote && now > this.helloDeadline) {
+      this.fail(3, `no Hello within ${this.options.timeoutMs} ms`);
       return;
     }
     if (now - this.lastSent >= this.options.heartbeatMs) {

@@ -1,6 +1,6 @@
 // Serves the chat page of a local cluster: the static page, the protobuf
-// runtime and the client protocol descriptor it decodes with, and
-// /config.json naming the gateways to connect to.
+// runtime (with long.js for exact 64-bit ids) and the client protocol
+// descriptor it decodes with, and /config.json naming the gateways to connect to.
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +16,8 @@ const FILES: Record<string, string> = {
   '/app.js': join(here, 'public', 'app.js'),
   '/style.css': join(here, 'public', 'style.css'),
   '/vendor/protobuf.min.js': join(dirname(require.resolve('protobufjs/package.json')), 'dist', 'light', 'protobuf.min.js'),
+  // Loaded before protobufjs, which then decodes fixed64 message ids as exact 64-bit Longs.
+  '/vendor/long.js': require.resolve('long'),
   '/protocol/client.json': join(here, '..', 'protocol', 'generated', 'client.json'),
 };
 

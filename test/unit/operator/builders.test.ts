@@ -61,7 +61,11 @@ test('the large example: stored roles get volumes, the auth Secret is mounted, r
   const relay = sts.find((s) => s.metadata.name === 'chat-large-relay-0');
   expect(relay.spec.volumeClaimTemplates).toBeUndefined();
   const gateway = byKind(objects, 'Deployment').find((d) => d.metadata.name === 'chat-large-gateway');
-  expect(gateway.spec.template.spec.volumes).toContainEqual({ name: 'auth', secret: { secretName: 'chat-large-auth' } });
+  expect(gateway.spec.template.spec.volumes).toContainEqual({ name: 'auth', secret: { secretName: 'chat-large-auth', items: [{ key: 'key', path: 'key' }] } });
+  expect(gateway.spec.template.spec.containers[0].env).toContainEqual({ name: 'GROUPCHAT_AUTH_KEY_FILE', value: '/etc/groupchat/auth/key' });
+  // Only gateways verify tokens: nobody else gets the key.
+  const proxy = byKind(objects, 'Deployment').find((d) => d.metadata.name === 'chat-large-proxy');
+  expect(proxy.spec.template.spec.volumes.map((v: any) => v.name)).not.toContain('auth');
   expect(gateway.spec.template.spec.containers[0].resources).toEqual({ requests: { cpu: '1', memory: '1Gi' }, limits: { memory: '2Gi' } });
 });
 
@@ -72,6 +76,12 @@ test('names stay within what the API allows for the longest cluster name and par
     // A StatefulSet's name goes into its pods' controller-revision-hash label (63) with 11 more characters.
     expect(o.metadata!.name!.length).toBeLessThanOrEqual(o.kind === 'StatefulSet' ? 52 : 63);
   }
+});
+
+test('limits reach the topology', () => {
+  const cr = cluster('examples/large.yaml');
+  const { state } = step({ spec: cr.spec, state: undefined, members: [] });
+  expect(state.topology.limits).toEqual({ userMessagesPerSecond: 5, userBurst: 20, roomMessagesPerSecond: 200, roomBurst: 400 });
 });
 
 test('the topology ConfigMap reads back as the state it was written from', () => {

@@ -1,0 +1,126 @@
+// Issue 7, acceptance 5: under load, for a bounded time, kill -9 random
+// processes of every role (the launcher restarts them, as a kubelet would)
+// and check the delivery contract for the users that stayed connected: no
+// acknowledged message lost, none twice, and each room in publish order.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { workerIdFor } from '../../workloads/ids/snowflake.js';
+import { messageIdKey, toNumber } from '../../workloads/protocol/index.js';
+import { ChatClient, type InboxMessage } from '../../workloads/sdk/chat-client.js';
+import { Publisher } from '../../workloads/sdk/publisher.js';
+import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
+import { connectUser, type User } from '../support/traffic.js';
+
+const CHAOS_MS = 20_000;
+const KILL_EVERY_MS = 1_500;
+const ROOMS = 10;
+let cluster: LocalClusterHandle;
+let users: User[];
+
+beforeAll(async () => {
+  cluster = await startLocalCluster(['--restart-delay', '300']);
+  users = [];
+  // The audited users stay on gateway-0; gateway-1 is one of the victims.
+  for (let i = 0; i < 40; i++) users.push(await connectUser(cluster.ready.gateways[0]!, 7000 + i, [1 + (i % ROOMS)]));
+  for (let i = 0; i < 10; i++) await connectUser(cluster.ready.gateways[1]!, 7500 + i, [1 + (i % ROOMS)]);
+});
+
+afterAll(async () => {
+  await Promise.all(users.map((u) => u.client.close()));
+  await cluster.stop();
+});
+
+describe('chaos', () => {
+  test('random SIGKILLs of every role under load keep the delivery invariants', async () => {
+    const publisher = new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', 40), timeoutMs: 10_000 });
+    const ackedByRoom = new Map<number, string[]>();
+    let failedPublishes = 0;
+    let running = true;
+    // Each room publishes one message at a time (its order is then defined); rooms run in parallel.
+    const rooms = Array.from({ length: ROOMS }, async (_, r) => {
+      const roomId = r + 1;
+      const acked: string[] = [];
+      ackedByRoom.set(roomId, acked);
+      for (let i = 0; running; i++) {
+        try {
+          const result = await publisher.publish({ roomId, payload: Buffer.from(`${roomId}:${i}`) });
+          acked.push(messageIdKey(result.messageId));
+        } catch {
+          failedPublishes++;
+        }
+      }
+    });
+    // And a one-to-one stream between two users on gateway-0.
+    const sender = await ChatClient.connect(cluster.ready.gateways[0]!);
+    await sender.login(7900, 'sender');
+    const receiver = await ChatClient.connect(cluster.ready.gateways[0]!);
+    const inbox: InboxMessage[] = [];
+    receiver.on('inbox', (m) => inbox.push(m));
+    await receiver.login(7901, 'receiver');
+    const directAcked: string[] = [];
+    let failedDirects = 0;
+    const direct = (async () => {
+      for (let i = 0; running; i++) {
+        try {
+          await sender.direct(7901, Buffer.from(`d${i}`));
+          directAcked.push(`d${i}`);
+        } catch {
+          failedDirects++;
+        }
+      }
+    })();
+
+    // Every role is hit, in a random order, until the time is up.
+    const victims = (await cluster.processes()).filter((p) => p.name !== 'gateway-0');
+    const roles = [...new Set(victims.map((p) => p.role))];
+    const killed: string[] = [];
+    const started = Date.now();
+    for (let k = 0; Date.now() - started < CHAOS_MS; k++) {
+      const role = k < roles.length ? roles[k]! : roles[Math.floor(Math.random() * roles.length)]!;
+      const candidates = (await cluster.processes()).filter((p) => p.role === role && p.name !== 'gateway-0' && p.member?.ready);
+      const victim = candidates[Math.floor(Math.random() * candidates.length)];
+      if (victim) {
+        process.kill(victim.pid, 'SIGKILL');
+        killed.push(victim.name);
+      }
+      await new Promise((r) => setTimeout(r, KILL_EVERY_MS));
+    }
+    running = false;
+    await Promise.all([...rooms, direct]);
+
+    // Delivery: every acked room message reached every member, once, in publish order.
+    let lost = 0;
+    let duplicated = 0;
+    let reordered = 0;
+    await eventually(() => users.every((u) => [...u.rooms].every((room) => {
+      const got = new Set(u.received.get(room) ?? []);
+      return ackedByRoom.get(room)!.every((k) => got.has(k));
+    })), 'acked room messages', 30_000).catch(() => undefined);
+    for (const u of users) {
+      for (const room of u.rooms) {
+        const acked = ackedByRoom.get(room)!;
+        const ackedSet = new Set(acked);
+        const got = u.received.get(room) ?? [];
+        duplicated += got.length - new Set(got).size + u.client.duplicatesDropped;
+        const gotSet = new Set(got);
+        lost += acked.filter((k) => !gotSet.has(k)).length;
+        const inOrder = got.filter((k) => ackedSet.has(k));
+        reordered += inOrder.filter((k, i) => k !== acked[i]).length;
+      }
+    }
+    await eventually(() => directAcked.every((t) => inbox.some((m) => Buffer.from(m.payload).toString() === t)), 'acked directs', 30_000).catch(() => undefined);
+    const inboxTexts = inbox.map((m) => Buffer.from(m.payload).toString());
+    const directLost = directAcked.filter((t) => !inboxTexts.includes(t)).length;
+    const directDuplicated = inboxTexts.length - new Set(inboxTexts).size;
+    const positionsConsecutive = inbox.every((m, i) => toNumber(m.position) === i + 1);
+    const totalAcked = [...ackedByRoom.values()].reduce((n, a) => n + a.length, 0);
+    console.log(`chaos: killed ${killed.length} processes (${killed.join(', ')}); room messages acked ${totalAcked}, `
+      + `failed ${failedPublishes}; directs acked ${directAcked.length}, failed ${failedDirects}; `
+      + `lost ${lost}, duplicated ${duplicated}, reordered ${reordered}; direct lost ${directLost}, duplicated ${directDuplicated}`);
+    expect(new Set(killed.map((n) => n.split('-')[0]))).toEqual(new Set(roles));
+    expect(totalAcked).toBeGreaterThan(0);
+    expect({ lost, duplicated, reordered }).toEqual({ lost: 0, duplicated: 0, reordered: 0 });
+    expect({ directLost, directDuplicated, positionsConsecutive }).toEqual({ directLost: 0, directDuplicated: 0, positionsConsecutive: true });
+    publisher.close();
+    await Promise.all([sender.close(), receiver.close()]);
+  });
+});

@@ -1,0 +1,149 @@
+// Issue 3: one-to-one messages through Relay, Pi and Xiu (real RocksDB,
+// real replication), leader failover, full-partition restarts, bad input,
+// and room gap recovery.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { messageIdKey, toNumber, type Delivery } from '../../workloads/protocol/index.js';
+import { ChatClient, ChatError, type InboxMessage } from '../../workloads/sdk/chat-client.js';
+import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
+
+let cluster: LocalClusterHandle;
+
+beforeAll(async () => {
+  cluster = await startLocalCluster(['--restart-delay', '500']);
+});
+
+afterAll(async () => {
+  await cluster.stop();
+});
+
+async function login(gateway: number, userId: number): Promise<{ client: ChatClient; inbox: InboxMessage[] }> {
+  const client = await ChatClient.connect(cluster.ready.gateways[gateway]!);
+  const inbox: InboxMessage[] = [];
+  client.on('inbox', (m) => inbox.push(m));
+  await client.login(userId, `user-${userId}`);
+  return { client, inbox };
+}
+
+const text = (m: InboxMessage) => Buffer.from(m.payload).toString();
+
+async function sendAll(sender: ChatClient, to: number, texts: string[], concurrency = 32): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < texts.length) {
+      const t = texts[next++]!;
+      await sender.direct(to, Buffer.from(t));
+    }
+  }));
+}
+
+async function leaderOf(role: 'pi' | 'xiu') {
+  for (;;) {
+    const leader = (await cluster.processes()).find((p) => p.role === role && p.member?.leader);
+    if (leader) return leader;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('one-to-one and offline messages', () => {
+  test('1,000 messages to an offline user arrive once, in order, at login; after an ack, none again', async () => {
+    const alice = await login(0, 2001);
+    const texts = Array.from({ length: 1000 }, (_, i) => `a→b ${i}`);
+    for (const t of texts) await alice.client.direct(2002, Buffer.from(t)); // one at a time: a defined order
+    const bob = await login(1, 2002);
+    await eventually(() => bob.inbox.length >= 1000, '1000 inbox messages');
+    expect(bob.inbox.map(text)).toEqual(texts);
+    expect(bob.inbox.map((m) => toNumber(m.position))).toEqual(texts.map((_, i) => i + 1));
+    await bob.client.ackInbox();
+    await bob.client.close();
+    // A new login gets only what came after the ack.
+    const again = await login(0, 2002);
+    await alice.client.direct(2002, Buffer.from('after the ack'));
+    await eventually(() => again.inbox.length >= 1, 'the new message');
+    expect(again.inbox.map(text)).toEqual(['after the ack']);
+    expect(toNumber(again.inbox[0]!.position)).toBe(1001);
+    await Promise.all([alice.client.close(), again.client.close()]);
+  });
+
+  test('SIGKILL of the pi leader and then the xiu leader mid-stream: nothing acked lost, nothing twice', async () => {
+    const sender = await login(0, 3001);
+    const receiver = await login(1, 3002);
+    const texts = Array.from({ length: 600 }, (_, i) => `stream ${i}`);
+    const acked: string[] = [];
+    let next = 0;
+    const kills: Array<{ at: number; role: 'pi' | 'xiu' }> = [{ at: 150, role: 'pi' }, { at: 400, role: 'xiu' }];
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (next < texts.length) {
+        const i = next++;
+        const kill = kills.find((k) => k.at === i);
+        if (kill) process.kill((await leaderOf(kill.role)).pid, 'SIGKILL');
+        await sender.client.direct(3002, Buffer.from(texts[i]!));
+        acked.push(texts[i]!);
+      }
+    }));
+    expect(acked.length).toBe(600);
+    await eventually(() => receiver.inbox.length >= 600, '600 inbox messages');
+    const received = receiver.inbox.map(text);
+    expect(new Set(received).size).toBe(received.length); // nothing twice
+    expect(new Set(received)).toEqual(new Set(acked)); // nothing lost
+    expect(receiver.inbox.map((m) => toNumber(m.position))).toEqual(received.map((_, i) => i + 1));
+    await Promise.all([sender.client.close(), receiver.client.close()]);
+  });
+
+  test('every replica of pi and xiu killed and restarted: the stored messages are still there', async () => {
+    const sender = await login(0, 4001);
+    await sendAll(sender.client, 4002, Array.from({ length: 50 }, (_, i) => `kept ${i}`));
+    const victims = (await cluster.processes()).filter((p) => p.role === 'pi' || p.role === 'xiu');
+    for (const p of victims) process.kill(p.pid, 'SIGKILL');
+    for (const p of victims) await cluster.waitForRestart(p.name, p.restarts + 1);
+    const receiver = await login(1, 4002);
+    await eventually(() => receiver.inbox.length >= 50, '50 kept messages');
+    expect(new Set(receiver.inbox.map(text))).toEqual(new Set(Array.from({ length: 50 }, (_, i) => `kept ${i}`)));
+    await Promise.all([sender.client.close(), receiver.client.close()]);
+  });
+
+  test('malformed or oversized one-to-one input and out-of-range cursors get clear errors; nothing stored changes', async () => {
+    const sender = await login(0, 5001);
+    await sender.client.direct(5002, Buffer.from('the only message'));
+    const code = (p: Promise<unknown>) => p.then(() => 'OK', (e: ChatError) => e.code);
+    expect(await code(sender.client.direct(0, Buffer.from('x')))).toBe('INVALID_ARGUMENT');
+    expect(await code(sender.client.direct(5002, Buffer.alloc(64 * 1024 + 1)))).toBe('INVALID_ARGUMENT');
+    const receiver = await login(1, 5002);
+    expect(await code(receiver.client.ackInbox(2))).toBe('CURSOR_OUT_OF_RANGE');
+    await eventually(() => receiver.inbox.length >= 1, 'the stored message');
+    expect(receiver.inbox.map(text)).toEqual(['the only message']);
+    expect(await code(receiver.client.ackInbox(1))).toBe('OK');
+    await Promise.all([sender.client.close(), receiver.client.close()]);
+  });
+});
+
+describe('room gap recovery', () => {
+  test('a member that drops and rejoins gets exactly the messages it missed', async () => {
+    const room = 4242;
+    const speaker = await login(0, 6001);
+    await speaker.client.join(room);
+    const member = await login(1, 6002);
+    const seen: Delivery[] = [];
+    member.client.on('message', (d) => seen.push(d));
+    await member.client.join(room);
+    for (let i = 0; i < 5; i++) await speaker.client.send(room, Buffer.from(`before ${i}`));
+    await eventually(() => seen.length >= 5, 'the first five');
+    const position = member.client.positions.get(room)!;
+    await member.client.close();
+    const missedIds: string[] = [];
+    const speakerSeen: Delivery[] = [];
+    speaker.client.on('message', (d) => speakerSeen.push(d));
+    for (let i = 0; i < 20; i++) await speaker.client.send(room, Buffer.from(`missed ${i}`));
+    await eventually(() => speakerSeen.length >= 20, 'the speaker sees its own messages');
+    for (const d of speakerSeen) missedIds.push(messageIdKey(d.messageId));
+
+    const back = await login(1, 6002);
+    const recovered: Delivery[] = [];
+    back.client.on('message', (d) => recovered.push(d));
+    await back.client.join(room, position);
+    expect(recovered.map((d) => messageIdKey(d.messageId))).toEqual(missedIds);
+    await speaker.client.send(room, Buffer.from('live again'));
+    await eventually(() => recovered.length >= 21, 'the live message');
+    expect(Buffer.from(recovered[20]!.payload).toString()).toBe('live again');
+    await Promise.all([speaker.client.close(), back.client.close()]);
+  });
+});

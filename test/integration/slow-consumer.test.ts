@@ -1,0 +1,78 @@
+// Issue 7, acceptance 3: a gateway that stops reading (SIGSTOP) does not grow
+// a broker's memory past its bound, and recovers by pulling once it reads
+// again; critical messages overtake queued chat traffic.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { workerIdFor } from '../../workloads/ids/snowflake.js';
+import { Publisher } from '../../workloads/sdk/publisher.js';
+import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
+import { metricValue } from '../support/metrics.js';
+import { connectUser, type User } from '../support/traffic.js';
+
+const QUEUE_BOUND = 2000;
+let cluster: LocalClusterHandle;
+let users: User[];
+
+beforeAll(async () => {
+  // One broker partition and replica: every room's deliveries go through it.
+  cluster = await startLocalCluster(['--partitions', '1', '--replicas', '1', '--gateway-queue', String(QUEUE_BOUND)]);
+  users = [];
+  for (let i = 0; i < 20; i++) users.push(await connectUser(cluster.ready.gateways[i % 2]!, 900 + i, [77]));
+});
+
+afterAll(async () => {
+  await Promise.all(users.map((u) => u.client.close()));
+  await cluster.stop();
+});
+
+async function brokerMetric(sample: string): Promise<number> {
+  const broker = (await cluster.processes()).find((p) => p.role === 'broker')!;
+  return metricValue(broker.member!.httpAddress!, sample);
+}
+
+describe('slow consumers', () => {
+  test('a stalled gateway stays within the broker bound and recovers by pulling', async () => {
+    const stalled = (await cluster.processes()).find((p) => p.name === 'gateway-1')!;
+    const publisher = new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', 30), timeoutMs: 30_000, maxInFlight: 5000 });
+    process.kill(stalled.pid, 'SIGSTOP');
+    // Far more than the bound, while gateway-1 reads nothing.
+    const stalledPhase = Array.from({ length: 3000 }, (_, i) => publisher.publish({ roomId: 77, payload: Buffer.from(`stalled ${i}`) }));
+    const settled = await Promise.allSettled(stalledPhase);
+    const highWater = await brokerMetric('groupchat_broker_gateway_queue_high_water');
+    process.kill(stalled.pid, 'SIGCONT');
+    expect(settled.every((s) => s.status === 'fulfilled')).toBe(true); // the healthy gateway kept acking
+    expect(highWater).toBeLessThanOrEqual(QUEUE_BOUND);
+    expect(await brokerMetric('groupchat_broker_delivery_refused_total')).toBeGreaterThan(0);
+
+    // After it reads again, members on gateway-1 get new traffic (pulled through the window).
+    const onStalled = users.filter((_, i) => i % 2 === 1);
+    for (const u of onStalled) u.received.clear();
+    const after = await Promise.all(Array.from({ length: 2000 }, (_, i) => publisher.publish({ roomId: 77, payload: Buffer.from(`after ${i}`) })));
+    expect(after.length).toBe(2000);
+    await eventually(() => onStalled.every((u) => (u.received.get(77)?.length ?? 0) >= 2000), 'recovered delivery');
+    expect(await brokerMetric('groupchat_broker_flow_mode_total{mode="pull"}')).toBeGreaterThan(0);
+    publisher.close();
+  });
+
+  test('a critical message overtakes the chat traffic queued for a stalled gateway', async () => {
+    const stalled = (await cluster.processes()).find((p) => p.name === 'gateway-1')!;
+    const publisher = new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', 31), maxInFlight: 5000 });
+    const watchers = users.filter((_, i) => i % 2 === 1);
+    const orders = watchers.map((w) => {
+      const order: string[] = [];
+      w.client.on('message', (d) => order.push(Buffer.from(d.payload).toString()));
+      return order;
+    });
+    process.kill(stalled.pid, 'SIGSTOP');
+    // Let the broker's heartbeat drop the link, so what follows waits in its queue.
+    await new Promise((r) => setTimeout(r, 1200));
+    const chat = Array.from({ length: 1000 }, (_, i) => publisher.publish({ roomId: 77, payload: Buffer.from(`chat ${i}`) }));
+    const critical = publisher.publish({ roomId: 77, payload: Buffer.from('CRITICAL'), critical: true });
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(stalled.pid, 'SIGCONT');
+    await Promise.all([...chat, critical]);
+    await eventually(() => orders.every((o) => o.includes('CRITICAL') && o.filter((t) => t.startsWith('chat')).length >= 1000), 'all messages');
+    // Published after 1,000 chat messages, it reached every member ahead of them.
+    for (const order of orders) expect(order.indexOf('CRITICAL')).toBe(0);
+    publisher.close();
+  });
+});

@@ -1,0 +1,23 @@
+// rocksdb-native ships no types; these cover what kv-store.ts uses.
+declare module 'rocksdb-native' {
+  interface WriteBatch {
+    put(key: Buffer, value: Buffer): void;
+    delete(key: Buffer): void;
+    flush(): Promise<void>;
+  }
+  interface IteratorRange {
+    gte?: Buffer;
+    lt?: Buffer;
+    limit?: number;
+    reverse?: boolean;
+  }
+  export default class RocksDB {
+    constructor(path: string, options?: Record<string, unknown>);
+    ready(): Promise<void>;
+    get(key: Buffer): Promise<Buffer | null>;
+    write(): WriteBatch;
+    iterator(range: IteratorRange): AsyncIterable<{ key: Buffer; value: Buffer }>;
+    deleteRange(start: Buffer, end: Buffer): Promise<void>;
+    close(): Promise<void>;
+  }
+}
