@@ -8,17 +8,22 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { signLogin } from '../../workloads/auth/tokens.js';
 import { ChatClient, type ChatError } from '../../workloads/sdk/chat-client.js';
+import { PEER_PROTOCOL_VERSION } from '../../workloads/protocol/index.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
+import { encodeFrame, RawPeer } from '../support/raw-peer.js';
 
 let cluster: LocalClusterHandle;
 const key = Buffer.from(randomBytes(32).toString('hex'));
+const peerSecret = randomBytes(24).toString('hex');
 const USER_RATE = 5;
 const ROOM_RATE = 20;
 
 beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'groupchat-auth-'));
   writeFileSync(join(dir, 'key'), key);
-  cluster = await startLocalCluster(['--auth-key-file', join(dir, 'key'), '--user-rate', String(USER_RATE), '--room-rate', String(ROOM_RATE)]);
+  writeFileSync(join(dir, 'peer-secret'), peerSecret);
+  cluster = await startLocalCluster(['--auth-key-file', join(dir, 'key'), '--peer-secret-file', join(dir, 'peer-secret'),
+    '--user-rate', String(USER_RATE), '--room-rate', String(ROOM_RATE)]);
 });
 
 afterAll(async () => {
@@ -60,6 +65,23 @@ describe('authentication', () => {
     expect(await outcome(client.join(11))).toBe('OK');
     expect(await outcome(client.join(13))).toBe('FORBIDDEN');
     await client.close();
+  });
+});
+
+describe('peer secret', () => {
+  test('a link without the cluster secret is refused before the process says anything', async () => {
+    const proxy = (await cluster.processes()).find((p) => p.role === 'proxy')!;
+    const hello = (secret: string) => encodeFrame({ hello: { memberId: 'intruder', role: 'client', protocolVersion: PEER_PROTOCOL_VERSION, secret: Buffer.from(secret) } });
+    const stranger = await RawPeer.connect(proxy.member!.address);
+    stranger.write(hello('not-the-secret'));
+    const refused = await stranger.outcome();
+    expect(refused.peerError?.code).toBe(6);
+    expect(refused.frames.map((f) => f.body)).toEqual(['error']);
+    const member = await RawPeer.connect(proxy.member!.address);
+    member.write(hello(peerSecret));
+    await eventually(() => member.frames.length > 0, 'the proxy Hello');
+    expect(member.frames[0]!.body).toBe('hello');
+    member.destroy();
   });
 });
 

@@ -57,6 +57,7 @@ program.command('up')
   .option('--data-dir <dir>', 'where pi and xiu keep their RocksDB data (default: <log-dir>/data)')
   .option('--restart-delay <ms>', 'wait before restarting a process that died', count(0, 60_000), 1000)
   .option('--auth-key-file <file>', 'require login tokens signed with the HS256 key in this file (see `groupchat token`)')
+  .option('--peer-secret-file <file>', 'require this secret on every link between processes (publishers need it too)')
   .option('--user-rate <n>', 'messages per second a user may send (default: unlimited)', count(1, 1_000_000))
   .option('--room-rate <n>', 'messages per second a room may carry (default: unlimited)', count(1, 10_000_000))
   .option('--gateway-queue <n>', 'deliveries a broker holds for one slow gateway', count(100, 10_000_000), 10_000)
@@ -70,7 +71,7 @@ program.command('up')
       partitions: opts.partitions, replicas: opts.replicas, proxies: opts.proxies, gateways: opts.gateways,
       routers: opts.routers, storePartitions: opts.storePartitions, storeReplicas: opts.storeReplicas, relays: opts.relays,
       splitThreshold: opts.splitThreshold, host: opts.host, webPort: opts.webPort,
-      logDir, dataDir: opts.dataDir, restartDelayMs: opts.restartDelay, authKeyFile: opts.authKeyFile,
+      logDir, dataDir: opts.dataDir, restartDelayMs: opts.restartDelay, authKeyFile: opts.authKeyFile, peerSecretFile: opts.peerSecretFile,
       limits: { userMessagesPerSecond: opts.userRate, roomMessagesPerSecond: opts.roomRate, gatewayQueueMessages: opts.gatewayQueue },
       entry: fileURLToPath(import.meta.url),
     });

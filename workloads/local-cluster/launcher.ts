@@ -30,6 +30,8 @@ export interface LocalClusterOptions {
   restartDelayMs: number;
   /** HS256 key file for login tokens; unset: gateways accept any login. */
   authKeyFile?: string;
+  /** File with the secret every peer link must present; unset: links are not authenticated. */
+  peerSecretFile?: string;
   /** Message rate limits, written into the topology. */
   limits?: Topology['limits'];
   /** The CLI entry point the children run. */
@@ -140,7 +142,10 @@ export class LocalCluster {
       '--ordinal', String(spec.ordinal), '--host', this.options.host,
       ...(spec.role === 'pi' || spec.role === 'xiu' ? ['--data-dir', join(this.options.dataDir, spec.name)] : []),
       ...(spec.role === 'gateway' && this.options.authKeyFile ? ['--auth-key-file', this.options.authKeyFile] : []),
-    ], { stdio: ['ignore', log, log, 'ipc'], env: { ...process.env, GROUPCHAT_REGISTRY: 'ipc' } });
+    ], {
+      stdio: ['ignore', log, log, 'ipc'],
+      env: { ...process.env, GROUPCHAT_REGISTRY: 'ipc', ...(this.options.peerSecretFile ? { GROUPCHAT_PEER_SECRET_FILE: this.options.peerSecretFile } : {}) },
+    });
     closeSync(log);
     serveRegistryOverIpc(this.registry, child);
     this.running.set(spec.name, { spec, child, restarts });

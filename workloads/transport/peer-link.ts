@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { decodePeerFrame, peer, Writer, type PeerFrame, type PeerFrameInit, PEER_PROTOCOL_VERSION } from '../protocol/index.js';
 import { FrameDecoder, FrameError } from './framing.js';
+import { peerSecret, secretMatches } from './peer-secret.js';
 
 export interface LinkOptions {
   /** Largest frame accepted or sent. */
@@ -56,8 +57,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   constructor(
     readonly socket: Socket,
-    self: PeerIdentity,
+    private readonly self: PeerIdentity,
     readonly options: LinkOptions = DEFAULT_LINK_OPTIONS,
+    /** True on the dialing side (PeerClient), false where a server accepted the socket. */
+    private readonly initiator = true,
   ) {
     super();
     this.decoder = new FrameDecoder(options.maxFrameBytes);
@@ -69,7 +72,14 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     socket.on('close', () => this.close());
     this.timer = setInterval(() => this.tick(), Math.max(10, Math.floor(options.heartbeatMs / 2)));
     this.timer.unref();
-    this.send({ hello: { memberId: self.memberId, role: self.role, protocolVersion: PEER_PROTOCOL_VERSION } });
+    // The dialing side speaks first; the accepting side answers only a Hello
+    // that proved the secret, so it never hands the secret to a stranger.
+    if (initiator) this.sayHello();
+  }
+
+  private sayHello(): void {
+    const { memberId, role } = this.self;
+    this.send({ hello: { memberId, role, protocolVersion: PEER_PROTOCOL_VERSION, secret: peerSecret() ?? new Uint8Array() } });
   }
 
   /** Queues a frame; false means the queue is above its high-water mark (wait for 'drain'). */
@@ -202,7 +212,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
           this.fail(4, `peer protocol version ${frame.hello.protocolVersion} is not ${PEER_PROTOCOL_VERSION}`);
           return;
         }
+        if (!secretMatches(frame.hello.secret ?? new Uint8Array())) {
+          this.fail(6, 'the Hello does not carry this cluster\'s peer secret');
+          return;
+        }
         this.remote = { memberId: frame.hello.memberId, role: frame.hello.role };
+        if (!this.initiator) this.sayHello();
         this.emit('hello', this.remote);
         continue;
       }
@@ -229,7 +244,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       this.fail(3, `no Hello within ${this.options.timeoutMs} ms`);
       return;
     }
-    if (now - this.lastSent >= this.options.heartbeatMs) {
+    if (now - this.lastSent >= this.options.heartbeatMs && (this.initiator || this.remote)) {
       this.send({ heartbeat: { nonce: ++this.heartbeatNonce } });
     }
   }

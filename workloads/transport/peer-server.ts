@@ -28,7 +28,7 @@ export class PeerServer extends EventEmitter<{ link: [PeerLink] }> {
   }
 
   private accept(socket: net.Socket): void {
-    const link = new PeerLink(socket, this.self, this.options);
+    const link = new PeerLink(socket, this.self, this.options, false);
     this.links.add(link);
     link.once('close', () => this.links.delete(link));
     link.once('hello', () => this.emit('link', link));
