@@ -18,6 +18,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mode="${1:-build}"
 
 require() { [[ -x "$1/kube-controller-manager" && -x "$1/kube-scheduler" ]]; }
+# Stamped with their version at link time, as scripts/envtest/assets.sh does for kube-apiserver.
+versioned() { require "$1" && "$1/kube-scheduler" --version 2>/dev/null | grep -qF " $k8s"; }
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && require "$KUBEBUILDER_ASSETS"; then
   echo "$KUBEBUILDER_ASSETS"
@@ -28,7 +30,13 @@ k8s="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2 }' "$here/kube-con
 [[ -n "$k8s" ]] || { echo "no k8s.io/kubernetes version in $here/kube-controllers/go.mod" >&2; exit 1; }
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/groupchat/e2e/k8s-${k8s}"
 
-if require "$dir"; then echo "$dir"; exit 0; fi
+minor="${k8s#v*.}"; minor="${minor%%.*}"
+version_flags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags+=" -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+
+if versioned "$dir"; then echo "$dir"; exit 0; fi
 if [[ "$mode" == "--check" ]]; then
   echo "e2e control-plane binaries are not built yet ($dir): run 'make e2e-assets'" >&2
   exit 1
@@ -40,7 +48,7 @@ staging="$(mktemp -d "$dir.build.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 build() {
   echo "building $1 ($k8s) into $dir" >&2
-  (cd "$here/kube-controllers" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags='-s -w' -o "$staging/$1" "k8s.io/kubernetes/cmd/$1")
+  (cd "$here/kube-controllers" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags="-s -w $version_flags" -o "$staging/$1" "k8s.io/kubernetes/cmd/$1")
 }
 build kube-controller-manager
 build kube-scheduler
