@@ -6,7 +6,7 @@
 // broker pod. Nothing may be lost, duplicated or reordered; the cluster ends
 // Ready with the new counts; deleting it removes everything it made.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { getJson } from '../envtest/support.js';
@@ -58,14 +58,29 @@ const cluster = () => getJson<ClusterObject>(cp, ['groupchatcluster', CLUSTER, '
 const isReady = (c: ClusterObject) => c.status?.observedGeneration === c.metadata.generation
   && c.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True');
 
-/** Ready addresses of a Service's pods, from its EndpointSlices (what a load balancer in front of it would use). */
-async function endpoints(service: string, port: string): Promise<string[]> {
-  const slices = await getJson<{ items: { endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[]; ports?: { name?: string; port?: number }[] }[] }>(
-    cp, ['endpointslices', '-n', NAMESPACE, '-l', `kubernetes.io/service-name=${service}`]);
-  return slices.items.flatMap((slice) => {
-    const number = slice.ports?.find((p) => p.name === port)?.port;
-    return number ? (slice.endpoints ?? []).filter((e) => e.conditions?.ready).map((e) => `${e.addresses[0]}:${number}`) : [];
-  });
+/**
+ * Ready addresses of a Service's pods, found the way the endpoints controller
+ * finds them (the Service's selector, the pods' Ready condition, the named
+ * target port). The EndpointSlices themselves cannot be used here: the API
+ * refuses loopback addresses in them, and every test pod has one.
+ */
+async function backends(service: string, portName: string): Promise<string[]> {
+  const svc = await getJson<{ spec: { selector: Record<string, string>; ports: { name?: string; targetPort?: string | number }[] } }>(
+    cp, ['service', service, '-n', NAMESPACE]);
+  const target = svc.spec.ports.find((p) => p.name === portName)?.targetPort;
+  const selector = Object.entries(svc.spec.selector).map(([k, v]) => `${k}=${v}`).join(',');
+  const pods = await getJson<{ items: {
+    metadata: { deletionTimestamp?: string };
+    spec: { containers: { ports?: { name?: string; containerPort: number }[] }[] };
+    status: { podIP?: string; conditions?: { type: string; status: string }[] };
+  }[] }>(cp, ['pods', '-n', NAMESPACE, '-l', selector]);
+  return pods.items
+    .filter((p) => !p.metadata.deletionTimestamp && p.status.podIP && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+    .map((p) => {
+      const port = typeof target === 'number' ? target
+        : p.spec.containers.flatMap((c) => c.ports ?? []).find((cp) => cp.name === target)?.containerPort;
+      return `${p.status.podIP}:${port}`;
+    });
 }
 
 beforeAll(async () => {
@@ -79,6 +94,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await traffic?.close();
+  rmSync(ARTIFACTS, { recursive: true, force: true });
   if (!passed) {
     // Keep what explains a failure: every pod's log and the control plane's.
     mkdirSync(ARTIFACTS, { recursive: true });
@@ -88,6 +104,7 @@ afterAll(async () => {
   }
   await agent?.stop();
   await cp?.stop();
+  rmSync(workDir, { recursive: true, force: true });
 }, 120_000);
 
 test('helm install, chat, double the partitions and add replicas under traffic, delete a broker pod: nothing lost', async () => {
@@ -109,9 +126,9 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   expect(before.status?.phase).toBe('Stable');
 
   // 3. Users on the gateways, a backend on the proxies, found as clients find them.
-  const gateways = (await until('gateway endpoints', async () => { const e = await endpoints(`${CLUSTER}-gateway`, 'ws'); return e.length === 2 && e; }, 60_000))
+  const gateways = (await until('gateway endpoints', async () => { const e = await backends(`${CLUSTER}-gateway`, 'ws'); return e.length === 2 && e; }, 60_000))
     .map((address) => `ws://${address}/`);
-  const proxies = await until('proxy endpoints', async () => { const e = await endpoints(`${CLUSTER}-proxy`, 'peer'); return e.length === 2 && e; }, 60_000);
+  const proxies = await until('proxy endpoints', async () => { const e = await backends(`${CLUSTER}-proxy`, 'peer'); return e.length === 2 && e; }, 60_000);
   traffic = new ChatTraffic({
     gateways, proxies, rooms: 16, users: 24, roomsPerUser: 4,
     pauseMs: 30, maxPerRoom: 20_000, maxDurationMs: 240_000, messageDeadlineMs: 60_000,
