@@ -147,7 +147,9 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   await until('the doubling to start', async () => (await cluster()).status?.phase === 'Expanding', 30_000, 100);
 
   // 5. A broker pod goes away in the middle of it (a node drain, an eviction).
-  await cp.kubectl(['delete', 'pod', `${CLUSTER}-broker-0-0`, '-n', NAMESPACE, '--wait=false']);
+  const deletedPod = `${CLUSTER}-broker-0-0`;
+  const deletedUid = (await getJson<{ metadata: { uid: string } }>(cp, ['pod', deletedPod, '-n', NAMESPACE])).metadata.uid;
+  await cp.kubectl(['delete', 'pod', deletedPod, '-n', NAMESPACE, '--wait=false']);
   report.brokerPodDeletedAfterMs = Date.now() - patched;
 
   let flippedAt = 0;
@@ -183,6 +185,11 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   expect(audit.delivered).toBe(audit.expected);
   expect(after.status?.roles?.broker).toEqual({ partitions: 4, desired: 12, ready: 12 });
   expect(after.status?.roles?.router).toEqual({ partitions: 1, desired: 2, ready: 2 });
+  // The deleted broker came back as a new pod (same name, new uid), and it is Ready.
+  const replacement = await getJson<{ metadata: { uid: string }; status: { conditions?: { type: string; status: string }[] } }>(
+    cp, ['pod', deletedPod, '-n', NAMESPACE]);
+  expect(replacement.metadata.uid).not.toBe(deletedUid);
+  expect(replacement.status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
   const statefulSets = await getJson<{ items: { metadata: { name: string }; status: { readyReplicas?: number } }[] }>(
     cp, ['statefulsets', '-n', NAMESPACE, '-l', `groupchat.dev/cluster=${CLUSTER},groupchat.dev/role=broker`]);
   expect(statefulSets.items.map((s) => [s.metadata.name, s.status.readyReplicas]).sort())
