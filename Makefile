@@ -9,13 +9,13 @@ NODE_BIN      := $(NODE_HOME)/node_modules/node/bin
 NODE          := $(NODE_BIN)/node
 export PATH   := $(CURDIR)/node_modules/.bin:$(NODE_BIN):$(PATH)
 
-.PHONY: run test build deps node chromium clean test-unit test-integration test-browser envtest kube-tools crds operator e2e e2e-assets
+.PHONY: run test build deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets
 
 run: build
 	$(NODE) dist/workloads/cli/main.js up
 
 # Every suite, the end-to-end one (dist/test/e2e) included.
-test: build chromium envtest kube-tools e2e-assets
+test: build chromium redis envtest kube-tools e2e-assets
 	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci
 
 # End to end on a whole control plane (apiserver, etcd, controller-manager,
@@ -73,6 +73,19 @@ chromium: /usr/bin/chromium
 
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+# Debian's redis-server backs the Socket.IO peer of `groupchat bench --compare socketio`.
+redis: /usr/bin/redis-server
+
+/usr/bin/redis-server:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+
+# Every scenario side by side with Socket.IO + Redis; reports in bench-results/.
+BENCH_DURATION ?= 10
+bench: build redis
+	for s in fanout broadcast direct connect idle ingest; do \
+	  $(NODE) dist/workloads/cli/main.js bench --scenario $$s --duration $(BENCH_DURATION) --compare socketio --json bench-results/$$s.json || exit 1; \
+	done
 
 clean:
 	rm -rf dist workloads/protocol/generated

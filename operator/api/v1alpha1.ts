@@ -82,7 +82,6 @@ export const ClusterSpecSchema = z.object({
   relay: PartitionedRoleSchema.optional().meta({ description: 'Per-user delivery; omitted: not deployed.' }),
 }).strict();
 export type ClusterSpec = z.infer<typeof ClusterSpecSchema>;
-export type ClusterSpecInput = z.input<typeof ClusterSpecSchema>;
 
 export const CONDITION_TYPES = ['Ready', 'Progressing', 'Degraded'] as const;
 export const ConditionSchema = z.object({

@@ -10,6 +10,7 @@
 // from the room sequence. Only a gateway that left the registry releases
 // what it holds unsent.
 import { Counter } from 'prom-client';
+import { Fifo } from '../collections/fifo.js';
 import { metrics } from '../observability/http.js';
 import { toNumber } from '../protocol/index.js';
 import type { PeerIdentity, PeerLink } from '../transport/peer-link.js';
@@ -44,29 +45,12 @@ export function flowMode(pending: number): FlowMode {
 
 const modeChanges = new Counter({ name: 'groupchat_broker_flow_mode_total', help: 'Gateway links entering a flow mode', labelNames: ['mode'], registers: [metrics] });
 
-/** A FIFO that pops from the front without shifting. */
-class Queue<T> {
-  private items: Array<T | undefined> = [];
-  private head = 0;
-  get length(): number { return this.items.length - this.head; }
-  push(item: T): void { this.items.push(item); }
-  unshiftAll(items: T[]): void { this.items = [...items, ...this.items.slice(this.head)]; this.head = 0; }
-  shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head > 1024 && this.head * 2 > this.items.length) { this.items = this.items.slice(this.head); this.head = 0; }
-    return item;
-  }
-  drain(): T[] { const out = this.items.slice(this.head) as T[]; this.items = []; this.head = 0; return out; }
-}
-
 export class GatewayChannel {
   private readonly client: PeerClient;
-  private readonly queued = new Queue<Pending>();
+  private readonly queued = new Fifo<Pending>();
   /** CRITICAL deliveries waiting for a link: they leave before anything queued. */
-  private readonly urgent = new Queue<Pending>();
-  private readonly inflight = new Queue<Pending>();
+  private readonly urgent = new Fifo<Pending>();
+  private readonly inflight = new Fifo<Pending>();
   private ackedOnLink = 0;
   private timer: NodeJS.Timeout | null = null;
   private mode: FlowMode = 'push';

@@ -9,7 +9,7 @@ import { peer, type RoomCount } from '../protocol/index.js';
 import type { Registry } from '../registry/registry.js';
 import type { Member } from '../registry/schema.js';
 import { onReturn } from '../registry/departures.js';
-import { partitionOf, pickReplica, replicasOf } from '../routing/placement.js';
+import { ReplicaIndex } from '../routing/placement.js';
 import type { PeerIdentity } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import type { LocalRooms, Member as RoomMember } from './local-rooms.js';
@@ -24,6 +24,7 @@ const APPLY_TIMEOUT_MS = 3000;
 
 export class MembershipReporter<S extends RoomMember> {
   private readonly routers: PeerPool;
+  private readonly index = new ReplicaIndex('router');
   private seq = 0;
   private flushScheduled = false;
   /** room → callers waiting for its next report to be applied */
@@ -50,7 +51,10 @@ export class MembershipReporter<S extends RoomMember> {
       for (const [seq, entry] of this.sent) if (entry.routerId === router.id) this.release(seq);
       this.sendFull();
     });
-    const sync = () => this.routers.sync(registry.members().filter((m) => m.role === 'router'));
+    const sync = () => {
+      this.routers.sync(registry.members().filter((m) => m.role === 'router'));
+      this.index.rebuild(registry.members());
+    };
     registry.on('members', sync);
     sync();
     onReturn(registry, gatewayId, () => this.sendFull());
@@ -83,9 +87,7 @@ export class MembershipReporter<S extends RoomMember> {
 
   private routerFor(roomId: number): Member | undefined {
     const topology = this.registry.topology().roles.router;
-    const partition = partitionOf(roomId, topology.partitions);
-    const live = replicasOf(this.routers.members(), 'router', partition);
-    return pickReplica(roomId, topology.replicas, live, (m) => this.routers.isUp(m.id));
+    return this.index.pick(roomId, topology.partitions, topology.replicas, (m) => this.routers.isUp(m.id));
   }
 
   private flush(): void {

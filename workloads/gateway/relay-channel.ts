@@ -7,7 +7,7 @@ import { peer, type Long, type PeerFrame } from '../protocol/index.js';
 import type { Registry } from '../registry/registry.js';
 import type { Member } from '../registry/schema.js';
 import { onReturn } from '../registry/departures.js';
-import { pickReplica, replicasOf } from '../routing/placement.js';
+import { ReplicaIndex } from '../routing/placement.js';
 import type { PeerIdentity, PeerLink } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
 
@@ -26,6 +26,7 @@ const DEADLINE_MS = 15_000;
 
 export class RelayChannel extends EventEmitter<{ inbox: [InboxPush] }> {
   private readonly relays: PeerPool;
+  private readonly index = new ReplicaIndex('relay');
   private readonly online = new Map<number, number>(); // user → sessions here
   private readonly changed = new Map<number, boolean>(); // user → online?
   private readonly requests = new Map<number, Request>();
@@ -43,7 +44,10 @@ export class RelayChannel extends EventEmitter<{ inbox: [InboxPush] }> {
     this.relays.on('down', (member) => {
       for (const request of this.requests.values()) if (request.relayId === member.id) this.dispatch(request);
     });
-    const sync = () => this.relays.sync(registry.members().filter((m) => m.role === 'relay'));
+    const sync = () => {
+      this.relays.sync(registry.members().filter((m) => m.role === 'relay'));
+      this.index.rebuild(registry.members());
+    };
     registry.on('members', sync);
     sync();
     onReturn(registry, gatewayId, () => {
@@ -93,8 +97,7 @@ export class RelayChannel extends EventEmitter<{ inbox: [InboxPush] }> {
 
   private relayFor(userId: number): Member | undefined {
     const { partitions, replicas } = this.registry.topology().roles.relay ?? { partitions: 1, replicas: 1 };
-    const live = replicasOf(this.relays.members(), 'relay', userId % partitions);
-    return pickReplica(userId, replicas, live, (m) => this.relays.isUp(m.id));
+    return this.index.pick(userId, partitions, replicas, (m) => this.relays.isUp(m.id));
   }
 
   private request(userId: number, build: (correlation: number) => Parameters<PeerLink['send']>[0]): Promise<RelayReply> {

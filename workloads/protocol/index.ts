@@ -63,10 +63,10 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
 /** Bumped on any incompatible change to peer.proto. */
 export const PEER_PROTOCOL_VERSION = 1;
 
-/** Message ids are 64-bit; JS sees them as Long. This key is exact and hashable. */
+/** Message ids are 64-bit; JS sees them as Long. This key is exact, hashable and cheap. */
 export function messageIdKey(id: number | Long): string {
-  if (typeof id === 'number') return Long.fromNumber(id, true).toString(16);
-  return Long.fromBits(id.low, id.high, true).toString(16);
+  const long = typeof id === 'number' ? Long.fromNumber(id, true) : id;
+  return `${long.high >>> 0}.${long.low >>> 0}`;
 }
 
 export function isZeroId(id: number | Long | null | undefined): boolean {

@@ -7,7 +7,7 @@ import { Counter, Gauge } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { peer, type PeerFrameInit } from '../protocol/index.js';
 import type { Member } from '../registry/schema.js';
-import { partitionOf, pickReplica, replicasOf } from '../routing/placement.js';
+import { ReplicaIndex } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import type { PeerLink } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
@@ -48,19 +48,22 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
   const paused = new Set<PeerLink>();
   let nextCorrelation = 1;
   const health = new ReplicaHealth();
-  const usable = (m: Member) => brokers.isUp(m.id) && health.allows(m.id);
+  const linkUp = (m: Member) => brokers.isUp(m.id);
+  const usable = (m: Member) => linkUp(m) && health.allows(m.id);
+  const index = new ReplicaIndex('broker');
 
-  const syncBrokers = () => brokers.sync(registry.members().filter((m) => m.role === 'broker'));
+  const syncBrokers = () => {
+    brokers.sync(registry.members().filter((m) => m.role === 'broker'));
+    index.rebuild(registry.members());
+  };
   registry.on('members', syncBrokers);
   syncBrokers();
 
   const route = (correlation: number, entry: Pending): void => {
     const topology = registry.topology().roles.broker;
-    const partition = partitionOf(entry.roomId, topology.partitions);
-    const live = replicasOf(registry.members(), 'broker', partition);
     // Open circuits are avoided, but never at the price of having no replica at all.
-    const target: Member | undefined = pickReplica(entry.roomId, topology.replicas, live, usable)
-      ?? pickReplica(entry.roomId, topology.replicas, live, (m) => brokers.isUp(m.id));
+    const target: Member | undefined = index.pick(entry.roomId, topology.partitions, topology.replicas, usable)
+      ?? index.pick(entry.roomId, topology.partitions, topology.replicas, linkUp);
     const link = target ? brokers.link(target.id) : null;
     if (!target || !link) {
       entry.brokerId = null;

@@ -25,13 +25,45 @@ export function pickReplica(
   live: readonly Member[],
   isUp: (member: Member) => boolean = () => true,
 ): Member | undefined {
-  const byReplica = new Map(live.map((m) => [m.replica, m]));
+  const byReplica: Array<Member | undefined> = [];
+  for (const m of live) byReplica[m.replica] = m;
+  return pickFrom(byReplica, key, replicas, isUp);
+}
+
+function pickFrom(byReplica: ReadonlyArray<Member | undefined>, key: number, replicas: number, isUp: (member: Member) => boolean): Member | undefined {
   const preferred = key % replicas;
   for (let step = 0; step < replicas; step++) {
-    const member = byReplica.get((preferred + step) % replicas);
+    const member = byReplica[(preferred + step) % replicas];
     if (member && isUp(member)) return member;
   }
   return undefined;
+}
+
+/**
+ * The live members of one role by partition and replica, kept current from
+ * the registry: what a hot path routes with, instead of filtering and sorting
+ * the member list for every message.
+ */
+export class ReplicaIndex {
+  private byPartition = new Map<number, Array<Member | undefined>>();
+
+  constructor(private readonly role: string) {}
+
+  rebuild(members: readonly Member[]): void {
+    const next = new Map<number, Array<Member | undefined>>();
+    for (const m of members) {
+      if (m.role !== this.role || !m.ready) continue;
+      let row = next.get(m.partition);
+      if (!row) next.set(m.partition, (row = []));
+      row[m.replica] = m;
+    }
+    this.byPartition = next;
+  }
+
+  pick(key: number, partitions: number, replicas: number, isUp: (member: Member) => boolean = () => true): Member | undefined {
+    const row = this.byPartition.get(key % partitions);
+    return row ? pickFrom(row, key, replicas, isUp) : undefined;
+  }
 }
 
 /** The broker partition counts a topology speaks of: the routed one, and the other side of a doubling. */

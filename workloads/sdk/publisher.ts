@@ -4,6 +4,7 @@
 // seed's send-to-three for critical messages); the first DELIVERED ack
 // resolves it, and the id makes every copy and every retry harmless.
 import { EventEmitter } from 'node:events';
+import { Fifo } from '../collections/fifo.js';
 import { Snowflake } from '../ids/snowflake.js';
 import { peer, type Long, type PeerFrame, type PeerFrameInit } from '../protocol/index.js';
 import type { LinkOptions, PeerIdentity, PeerLink } from '../transport/peer-link.js';
@@ -53,7 +54,7 @@ interface InFlight {
   resolve: (result: PublishResult) => void;
   reject: (err: Error) => void;
   messageId: Long;
-  timer: NodeJS.Timeout;
+  deadline: number;
   lastStatus: string;
 }
 
@@ -64,9 +65,12 @@ export class Publisher extends EventEmitter {
   private readonly ids: Snowflake;
   private readonly inFlight = new Map<number, InFlight>();
   private readonly historyRequests = new Map<number, { frame: PeerFrameInit; proxyId: string | null; resolve: (reply: HistoryReply) => void }>();
-  private readonly waiting: Array<() => void> = [];
+  private readonly waiting = new Fifo<() => void>();
   private nextCorrelation = 1;
   private rotation = 0;
+  /** Proxies whose link is up, in the order they came up. */
+  private live: string[] = [];
+  private readonly sweeper: NodeJS.Timeout;
   private readonly redundancy: number;
   private readonly timeoutMs: number;
   private readonly maxInFlight: number;
@@ -78,8 +82,25 @@ export class Publisher extends EventEmitter {
     this.maxInFlight = options.maxInFlight ?? 10000;
     this.ids = new Snowflake(options.workerId);
     this.pool = new PeerPool<Dialable>(options.identity ?? { memberId: `publisher-${process.pid}-${options.workerId}`, role: 'client' }, options.linkOptions ?? DEFAULT_LINK_OPTIONS);
-    this.pool.on('up', (proxy, link) => this.onUp(proxy, link));
-    this.pool.on('down', (proxy) => this.onDown(proxy.id));
+    this.pool.on('up', (proxy, link) => {
+      this.live = [...this.live.filter((id) => id !== proxy.id), proxy.id];
+      this.onUp(proxy, link);
+    });
+    this.pool.on('down', (proxy) => {
+      this.live = this.live.filter((id) => id !== proxy.id);
+      this.onDown(proxy.id);
+    });
+    this.pool.on('removed', (proxy) => { this.live = this.live.filter((id) => id !== proxy.id); });
+    // One sweep for every deadline, rather than a timer per message.
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const [correlation, entry] of this.inFlight) {
+        if (entry.deadline <= now) {
+          this.settle(correlation, new PublishError(`message not acknowledged within ${this.timeoutMs} ms (last status: ${entry.lastStatus})`, 'TIMEOUT', entry.messageId));
+        }
+      }
+    }, Math.min(250, this.timeoutMs));
+    this.sweeper.unref();
     this.setProxies(options.proxies);
   }
 
@@ -89,7 +110,7 @@ export class Publisher extends EventEmitter {
   }
 
   get connectedProxies(): number {
-    return this.pool.members().filter((p) => this.pool.isUp(p.id)).length;
+    return this.live.length;
   }
 
   get pending(): number {
@@ -113,9 +134,7 @@ export class Publisher extends EventEmitter {
           priority: request.critical ? peer.Priority.CRITICAL : peer.Priority.NORMAL,
         },
       };
-      const timer = setTimeout(() => this.settle(correlation, new PublishError(
-        `message not acknowledged within ${this.timeoutMs} ms (last status: ${entry.lastStatus})`, 'TIMEOUT', messageId)), this.timeoutMs);
-      const entry: InFlight = { frame, copiesOn: new Set(), resolve, reject, messageId, timer, lastStatus: 'none' };
+      const entry: InFlight = { frame, copiesOn: new Set(), resolve, reject, messageId, deadline: Date.now() + this.timeoutMs, lastStatus: 'none' };
       this.inFlight.set(correlation, entry);
       this.dispatch(correlation, entry);
     });
@@ -143,6 +162,7 @@ export class Publisher extends EventEmitter {
   }
 
   close(): void {
+    clearInterval(this.sweeper);
     for (const [correlation] of this.inFlight) this.settle(correlation, new Error('publisher closed'));
     this.pool.close();
   }
@@ -163,12 +183,12 @@ export class Publisher extends EventEmitter {
   /** Tops the message up to `redundancy` copies on distinct live proxies. */
   private dispatch(correlation: number, entry: InFlight): void {
     if (!this.inFlight.has(correlation)) return;
-    const live = this.pool.members().filter((p) => this.pool.isUp(p.id) && !entry.copiesOn.has(p.id));
+    const live = entry.copiesOn.size === 0 ? this.live : this.live.filter((id) => !entry.copiesOn.has(id));
     const wanted = Math.min(this.redundancy - entry.copiesOn.size, live.length);
     for (let i = 0; i < wanted; i++) {
-      const proxy = live[(this.rotation + i) % live.length]!;
-      entry.copiesOn.add(proxy.id);
-      this.pool.link(proxy.id)!.send(entry.frame);
+      const proxyId = live[(this.rotation + i) % live.length]!;
+      entry.copiesOn.add(proxyId);
+      this.pool.link(proxyId)!.send(entry.frame);
     }
     this.rotation++;
     if (entry.copiesOn.size === 0) setTimeout(() => this.dispatch(correlation, entry), RETRY_MS).unref();
@@ -216,7 +236,7 @@ export class Publisher extends EventEmitter {
     const entry = this.inFlight.get(correlation);
     if (!entry) return;
     this.inFlight.delete(correlation);
-    clearTimeout(entry.timer);
+
     if (outcome instanceof Error) entry.reject(outcome);
     else entry.resolve(outcome);
     this.waiting.shift()?.();
