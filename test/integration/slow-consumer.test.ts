@@ -43,8 +43,13 @@ describe('slow consumers', () => {
     expect(highWater).toBeLessThanOrEqual(QUEUE_BOUND);
     expect(await brokerMetric('groupchat_broker_delivery_refused_total')).toBeGreaterThan(0);
 
-    // After it reads again, members on gateway-1 get new traffic (pulled through the window).
+    // Stalled past its registry TTL, gateway-1 was dropped; once it reads again it
+    // comes back: wait until a probe reaches its members, then they get all new traffic.
     const onStalled = users.filter((_, i) => i % 2 === 1);
+    await eventually(() => {
+      void publisher.publish({ roomId: 77, payload: Buffer.from('probe') }).catch(() => undefined);
+      return onStalled.every((u) => u.client.positions.has(77) && (u.received.get(77) ?? []).length > 0);
+    }, 'gateway-1 back in the room', 30_000);
     for (const u of onStalled) u.received.clear();
     const after = await Promise.all(Array.from({ length: 2000 }, (_, i) => publisher.publish({ roomId: 77, payload: Buffer.from(`after ${i}`) })));
     expect(after.length).toBe(2000);

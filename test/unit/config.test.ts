@@ -20,7 +20,7 @@ afterEach(() => {
 describe('loadRoleConfig', () => {
   test('defaults', () => {
     expect(loadRoleConfig('broker', {})).toEqual({
-      role: 'broker', partition: 0, replica: 0, ordinal: 0, host: '127.0.0.1', port: 0, httpPort: 0, wsPort: 0, registry: 'ipc',
+      role: 'broker', partition: 0, replica: 0, host: '127.0.0.1', port: 0, httpPort: 0, wsPort: 0, registry: 'ipc',
     });
   });
 

@@ -103,8 +103,12 @@ program.command('token')
   .option('--ttl <seconds>', 'lifetime', count(1, 366 * 24 * 3600), 3600)
   .option('--rooms <ids>', 'comma-separated rooms the token may join (default: any)')
   .action(async (opts) => {
-    const rooms = opts.rooms ? String(opts.rooms).split(',').map(count(1, 0xffffffff)) : undefined;
-    process.stdout.write(`${await signLogin(loadKey(opts.keyFile), opts.user, opts.ttl, rooms)}\n`);
+    try {
+      const rooms = opts.rooms ? String(opts.rooms).split(',').map(count(1, 0xffffffff)) : undefined;
+      process.stdout.write(`${await signLogin(loadKey(opts.keyFile), opts.user, opts.ttl, rooms)}\n`);
+    } catch (err) {
+      program.error(`groupchat token: ${(err as Error).message}`);
+    }
   });
 
 for (const [role, start] of Object.entries(ROLE_STARTERS)) {
@@ -143,5 +147,6 @@ program.command('operator')
       process.exit(1);
     }
   });
+
 
 await program.parseAsync(process.argv);

@@ -86,7 +86,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   const advertisedPeer = `${ctx.advertiseHost}:${peerAddress.split(':').pop()}`;
   const reporter = new MembershipReporter(ctx.memberId, advertisedPeer, rooms, registry, ctx.self);
   const proxyAddresses = () => registry.members().filter((m) => m.role === 'proxy' && m.ready).map((m) => m.address);
-  const publisher = new Publisher({ proxies: proxyAddresses(), workerId: workerIdFor('gateway', config.ordinal), identity: ctx.self });
+  const publisher = new Publisher({ proxies: proxyAddresses(), workerId: workerIdFor('gateway', ctx.ordinal), identity: ctx.self });
   registry.on('members', () => publisher.setProxies(proxyAddresses()));
   const relays = new RelayChannel(ctx.memberId, registry, ctx.self);
   const authKey = config.authKeyFile ? loadKey(config.authKeyFile) : null;
@@ -254,13 +254,11 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
       });
       return;
     }
-    if ((frame.body === 'direct' || frame.body === 'send') && !userLimits.take(session.userId)) {
-      return reply(session, requestId, ErrorCode.RATE_LIMITED, 'over your message rate; retry later');
-    }
     if (frame.body === 'direct') {
       const { toUserId, messageId, payload } = frame.direct;
       if (toUserId === 0) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, 'to_user_id must be between 1 and 4294967295');
       if (payload.length > MAX_PAYLOAD_BYTES) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `payload larger than ${MAX_PAYLOAD_BYTES} bytes`);
+      if (!userLimits.take(session.userId)) return reply(session, requestId, ErrorCode.RATE_LIMITED, 'over your message rate; retry later');
       const clientMessageId = isZeroId(messageId) ? publisher.newMessageId() : Long.fromValue(messageId);
       relays.direct(session.userId, toUserId, clientMessageId, payload).then(
         () => reply(session, requestId),
@@ -284,6 +282,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     const { roomId, messageId, payload } = frame.send!;
     if (!session.rooms.has(roomId)) return reply(session, requestId, ErrorCode.NOT_A_MEMBER, `join room ${roomId} before sending to it`);
     if (payload.length > MAX_PAYLOAD_BYTES) return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `payload larger than ${MAX_PAYLOAD_BYTES} bytes`);
+    if (!userLimits.take(session.userId)) return reply(session, requestId, ErrorCode.RATE_LIMITED, 'over your message rate; retry later');
     publisher
       .publish({ roomId, payload, senderId: session.userId, ...(isZeroId(messageId) ? {} : { messageId: Long.fromValue(messageId) }) })
       .then(() => reply(session, requestId), (err: Error) => reply(session, requestId,

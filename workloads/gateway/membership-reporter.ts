@@ -2,7 +2,7 @@
 // event-loop turn and each message carries the next gateway sequence (the
 // seed's GatewayMsgID). Whenever the set of reachable routers changes, every
 // router is sent a full snapshot of the rooms now assigned to it, which is how
-// a restarted router rebuilds its state.
+// a restarted router rebuilds its state; and periodically anyway.
 import { Counter } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { peer, type RoomCount } from '../protocol/index.js';
@@ -19,6 +19,13 @@ const ROOMS_PER_MESSAGE = 2000;
 
 const reports = new Counter({ name: 'groupchat_gateway_membership_reports_total', help: 'MembershipUpdate messages sent to routers', registers: [metrics] });
 
+/**
+ * Every so often each router gets the full state again: anti-entropy, so a
+ * report lost to a race (a router or broker dropping this gateway as it came
+ * back from a stall) heals within this period without anyone noticing it.
+ */
+const FULL_EVERY_MS = 5000;
+
 /** Joins wait at most this long for brokers to confirm their membership. */
 const APPLY_TIMEOUT_MS = 3000;
 
@@ -27,6 +34,7 @@ export class MembershipReporter<S extends RoomMember> {
   private readonly index = new ReplicaIndex('router');
   private seq = 0;
   private flushScheduled = false;
+  private readonly refresh: NodeJS.Timeout;
   /** room → callers waiting for its next report to be applied */
   private readonly waiting = new Map<number, Array<() => void>>();
   /** gateway seq → callers that its MembershipAck releases, and the router it went to */
@@ -58,6 +66,8 @@ export class MembershipReporter<S extends RoomMember> {
     registry.on('members', sync);
     sync();
     onReturn(registry, gatewayId, () => this.sendFull());
+    this.refresh = setInterval(() => this.sendFull(), FULL_EVERY_MS);
+    this.refresh.unref();
   }
 
   get connected(): boolean {
@@ -82,6 +92,7 @@ export class MembershipReporter<S extends RoomMember> {
   }
 
   close(): void {
+    clearInterval(this.refresh);
     this.routers.close();
   }
 

@@ -7,7 +7,7 @@
 export interface HealthOptions {
   /** Consecutive failures that open the circuit. */
   failuresToOpen: number;
-  /** Latency that counts as a failure, and above which the average opens it. */
+  /** Latency at or above which an ack counts as a failure. */
   slowMs: number;
   /** How long an open circuit stays open before one probe is let through. */
   openMs: number;
@@ -50,7 +50,7 @@ export class ReplicaHealth {
   failure(id: string): void {
     const r = this.replica(id);
     r.failures++;
-    if (r.state === 'half-open' || r.failures >= this.options.failuresToOpen || r.latencyMs >= this.options.slowMs) {
+    if (r.state === 'half-open' || r.failures >= this.options.failuresToOpen) {
       if (r.state !== 'open') r.openedAt = this.now();
       r.state = 'open';
     }

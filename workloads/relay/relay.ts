@@ -106,7 +106,10 @@ export async function startRelay(ctx: RoleContext): Promise<RoleInstance> {
     }
     try {
       const stored = await xiu.call(direct.toUser % xiu.partitions(), {
-        xiuPut: { clientMessageId: direct.clientMessageId, senderId: direct.fromUser, payload: direct.payload, sentAtMs: direct.sentAtMs },
+        xiuPut: {
+          clientMessageId: direct.clientMessageId, senderId: direct.fromUser, recipientId: direct.toUser,
+          payload: direct.payload, sentAtMs: direct.sentAtMs,
+        },
       });
       const appended = await pi.call(direct.toUser % pi.partitions(), { piAppend: { userId: direct.toUser, msgId: stored.msgId } });
       directs.inc({ result: 'stored' });

@@ -10,8 +10,11 @@ export const RoleConfigSchema = z.object({
   role: RoleSchema,
   partition: z.coerce.number().int().nonnegative().default(0),
   replica: z.coerce.number().int().nonnegative().default(0),
-  /** Distinguishes the processes of a role for worker ids (pod ordinal locally). */
-  ordinal: z.coerce.number().int().min(0).max(127).default(0),
+  /**
+   * Distinguishes the processes of a role for worker ids: the launcher's or
+   * the StatefulSet's ordinal; unset, a gateway claims a free one (ordinal.ts).
+   */
+  ordinal: z.coerce.number().int().min(0).max(127).optional(),
   host: z.string().default('127.0.0.1'),
   /** Address other members should dial; defaults to host. */
   advertiseHost: z.string().optional(),

@@ -12,9 +12,12 @@ import type { Registration, Registry } from '../registry/registry.js';
 import { servedEpoch, type Member, type Topology } from '../registry/schema.js';
 import type { PeerIdentity } from '../transport/peer-link.js';
 import { memberIdFor, type RoleConfig } from './config.js';
+import { claimOrdinal } from './ordinal.js';
 
 export interface RoleContext {
   config: RoleConfig;
+  /** This process's ordinal among its role (worker ids). */
+  ordinal: number;
   memberId: string;
   self: PeerIdentity;
   log: Logger;
@@ -59,8 +62,10 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
   const memberId = memberIdFor(config);
   const log = createLogger(config.role, { member: memberId });
   const registry = await connectRegistry(config, log);
+  // Only gateways make message ids; the other roles' ordinals are informational.
+  const ordinal = config.ordinal ?? (config.role === 'gateway' ? await claimOrdinal(registry, config.role, memberId, log) : 0);
   const ctx: RoleContext = {
-    config, memberId, log, registry,
+    config, memberId, log, registry, ordinal,
     self: { memberId, role: config.role },
     advertiseHost: config.advertiseHost ?? config.host,
   };

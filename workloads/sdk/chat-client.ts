@@ -133,7 +133,7 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
       else entry.reject(new ChatError(client.ErrorCode[code] ?? String(code), frame.reply.message ?? ''));
     } else if (frame.delivery) {
       const delivery = frame.delivery as Delivery;
-      const key = `${delivery.roomId}/${messageIdKey(delivery.messageId)}`;
+      const key = `${delivery.roomId}/${delivery.senderId}/${messageIdKey(delivery.messageId)}`;
       if (this.seen.has(key)) { this.duplicatesDropped++; return; }
       this.seen.set(key, true);
       this.positions.set(delivery.roomId, { sequencerId: delivery.sequencerId, roomSeq: toNumber(delivery.roomSeq) });

@@ -1,6 +1,7 @@
 // Xiu: message payloads, durable and replicated. Assigns each message its
 // MsgID = 16-bit partition | 10 reserved bits | 38-bit sequence, and serves
-// reads by id and by range. A put is idempotent on (sender, client message id).
+// reads by id and by range. A put is idempotent on (sender, recipient, client
+// message id).
 import { isZeroId, Long, messageIdKey, peer } from '../protocol/index.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import { key, long64, readLong64, readU64, u32, u64 } from '../store/keys.js';
@@ -53,7 +54,7 @@ class XiuMachine implements StoreMachine {
     if (put.payload.length > MAX_PAYLOAD_BYTES) {
       throw new StoreUnavailable(peer.StoreStatus.INVALID, `payload of ${put.payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
     }
-    const clientKey = `${put.senderId}/${messageIdKey(put.clientMessageId)}`;
+    const clientKey = `${put.senderId}/${put.recipientId}/${messageIdKey(put.clientMessageId)}`;
     let pending = this.inFlight.get(clientKey);
     if (!pending) {
       pending = this.write(put);
@@ -64,7 +65,7 @@ class XiuMachine implements StoreMachine {
   }
 
   private async write(put: XiuPut): Promise<Long> {
-    const existing = await this.store.get(key(CLIENT_ID, u32(put.senderId), long64(put.clientMessageId)));
+    const existing = await this.store.get(key(CLIENT_ID, u32(put.senderId), u32(put.recipientId), long64(put.clientMessageId)));
     if (existing) {
       await this.store.settled(); // it may have been written but not yet replicated
       return readLong64(existing);
@@ -76,7 +77,7 @@ class XiuMachine implements StoreMachine {
     }).finish();
     await this.store.propose([
       { key: key(MESSAGE, long64(msgId)), value: stored },
-      { key: key(CLIENT_ID, u32(put.senderId), long64(put.clientMessageId)), value: long64(msgId) },
+      { key: key(CLIENT_ID, u32(put.senderId), u32(put.recipientId), long64(put.clientMessageId)), value: long64(msgId) },
       { key: LAST_SEQUENCE, value: u64(this.lastSequence) },
     ]);
     return msgId;
