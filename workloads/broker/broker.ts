@@ -14,7 +14,7 @@ import {
 } from '../protocol/index.js';
 import type { Member } from '../registry/schema.js';
 import { onDeparture } from '../registry/departures.js';
-import { partitionOf } from '../routing/placement.js';
+import { brokerPartitionKnown, membershipPartitions, partitionOf } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import type { PeerLink } from '../transport/peer-link.js';
 import { isPeerAddress } from '../transport/peer-client.js';
@@ -181,10 +181,13 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   /** False (and nothing applied) if the update names no gateway, or one at an address no one can dial. */
   const onMembership = (update: MembershipUpdate): boolean => {
     if (!update.gatewayId || !isPeerAddress(update.gatewayAddress)) return false;
-    const partitions = registry.topology().roles.broker.partitions;
+    // A doubling's new partition keeps the rooms it orders after the flip; one
+    // whose topology does not show it yet takes what the router computed for it.
+    const topology = registry.topology();
+    const known = brokerPartitionKnown(partition, topology);
     const seq = toNumber(update.gatewaySeq);
     for (const room of update.rooms) {
-      if (partitionOf(room.roomId, partitions) !== partition) continue;
+      if (known && !membershipPartitions(room.roomId, topology).includes(partition)) continue;
       if (!table.apply(update.gatewayId, update.gatewayAddress, seq, room)) staleUpdates.inc();
     }
     roomsGauge.set(table.size);

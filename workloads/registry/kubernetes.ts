@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import {
   CoordinationV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy,
-  type V1ConfigMap, type V1Lease,
+  type V1ConfigMap, type V1Lease, type V1OwnerReference,
 } from '@kubernetes/client-node';
 import { WatchCache } from '../kube/watch-cache.js';
 import {
@@ -161,7 +161,7 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
       const created = await this.coordination.createNamespacedLease({
         namespace,
         body: {
-          metadata: { name: leaseName, namespace, labels: { [LABEL_CLUSTER]: cluster, [LABEL_LEASE]: 'leader' } },
+          metadata: { name: leaseName, namespace, labels: { [LABEL_CLUSTER]: cluster, [LABEL_LEASE]: 'leader' }, ...this.clusterOwner() },
           spec: leaseSpec(holder, durationSeconds, now, now, 1),
         },
       }).catch((err) => {
@@ -180,12 +180,29 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     const acquired = spec.acquireTime && !taking ? new Date(spec.acquireTime) : now;
     const replaced = await this.coordination.replaceNamespacedLease({
       name: leaseName, namespace,
-      body: { ...current, spec: leaseSpec(holder, durationSeconds, acquired, now, taking ? term + 1 : term) },
+      body: {
+        ...current,
+        metadata: { ...current.metadata, ...(current.metadata?.ownerReferences?.length ? {} : this.clusterOwner()) },
+        spec: leaseSpec(holder, durationSeconds, acquired, now, taking ? term + 1 : term),
+      },
     }).catch((err) => {
       if (statusOf(err) === 409) return undefined; // someone else wrote it since we read it
       throw err;
     });
     return replaced ? { holder, term: taking ? term + 1 : term } : this.leaseState(leaseName);
+  }
+
+  /**
+   * A leader Lease outlives its holders (its term must keep counting), so no
+   * pod can own it; it belongs to the cluster, as the topology ConfigMap does,
+   * and goes with it. The owner is copied from the ConfigMap (not as the
+   * controller, and without blocking the owner's deletion, which would need
+   * rights on the cluster object that pods do not have).
+   */
+  private clusterOwner(): { ownerReferences?: V1OwnerReference[] } {
+    const configMap = this.configMaps.get(topologyConfigMapName(this.options.cluster), this.options.namespace);
+    const owner = configMap?.metadata?.ownerReferences?.find((o) => o.controller) ?? configMap?.metadata?.ownerReferences?.[0];
+    return owner ? { ownerReferences: [{ apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid }] } : {};
   }
 
   async releaseLease(name: string, holder: string): Promise<void> {

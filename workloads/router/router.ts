@@ -2,11 +2,15 @@
 // forwards each room's counts to every replica of the broker partition that
 // owns the room, so all replicas hold the same RoomGatewayList. A broker that
 // (re)connects is sent a snapshot of its partition before anything else.
+// During a partition doubling a room's counts go to both the partition that
+// orders it now and the one that orders it after the epoch flip, and a new
+// partition's snapshot waits until this router knows the layout that has it,
+// so the new brokers hold complete lists before the operator flips the epoch.
 import { Counter } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { Long, peer, type MembershipUpdate, type RoomCount } from '../protocol/index.js';
 import { onDeparture } from '../registry/departures.js';
-import { partitionOf } from '../routing/placement.js';
+import { brokerPartitionKnown, membershipPartitions } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import { isPeerAddress } from '../transport/peer-client.js';
 import type { PeerLink } from '../transport/peer-link.js';
@@ -46,13 +50,14 @@ export async function startRouter(ctx: RoleContext): Promise<RoleInstance> {
   const forward = (update: MembershipUpdate, changes: RoomCount[], from: PeerLink) => {
     const key = `${update.gatewayId}/${update.gatewaySeq.toString()}`;
     const brokersToAck = new Set<string>();
-    const partitions = registry.topology().roles.broker.partitions;
+    const topology = registry.topology();
     const byPartition = new Map<number, RoomCount[]>();
     for (const count of changes) {
-      const p = partitionOf(count.roomId, partitions);
-      let rooms = byPartition.get(p);
-      if (!rooms) byPartition.set(p, (rooms = []));
-      rooms.push(count);
+      for (const p of membershipPartitions(count.roomId, topology)) {
+        let rooms = byPartition.get(p);
+        if (!rooms) byPartition.set(p, (rooms = []));
+        rooms.push(count);
+      }
     }
     for (const [p, rooms] of byPartition) {
       const body = peer.PeerFrame.encode({
@@ -100,15 +105,28 @@ export async function startRouter(ctx: RoleContext): Promise<RoleInstance> {
     link.on('frame', (frame) => {
       if (frame.body === 'membershipAck') settle(`${frame.membershipAck.gatewayId}/${frame.membershipAck.gatewaySeq.toString()}`, member.id);
     });
-    const partitions = registry.topology().roles.broker.partitions;
-    const updates = store.snapshot((roomId) => partitionOf(roomId, partitions) === member.partition);
-    for (let i = 0; i < updates.length; i += SNAPSHOT_CHUNK) {
-      link.send({ snapshot: { gateways: updates.slice(i, i + SNAPSHOT_CHUNK), last: false } });
-    }
-    link.send({ snapshot: { gateways: [], last: true } });
-    snapshotsSent.inc();
-    log.info({ broker: member.id, gateways: updates.length }, 'snapshot sent');
+    awaitingSnapshot.set(member.id, { member, link });
+    sendSnapshots();
   });
+  brokers.on('down', (member) => { awaitingSnapshot.delete(member.id); });
+
+  /** Brokers linked but not yet sent their snapshot: a new partition waits for the layout that has it. */
+  const awaitingSnapshot = new Map<string, { member: { id: string; partition: number }; link: PeerLink }>();
+  const sendSnapshots = () => {
+    const topology = registry.topology();
+    for (const [id, { member, link }] of awaitingSnapshot) {
+      if (!brokerPartitionKnown(member.partition, topology)) continue;
+      awaitingSnapshot.delete(id);
+      const updates = store.snapshot((roomId) => membershipPartitions(roomId, topology).includes(member.partition));
+      for (let i = 0; i < updates.length; i += SNAPSHOT_CHUNK) {
+        link.send({ snapshot: { gateways: updates.slice(i, i + SNAPSHOT_CHUNK), last: false } });
+      }
+      link.send({ snapshot: { gateways: [], last: true } });
+      snapshotsSent.inc();
+      log.info({ broker: member.id, partition: member.partition, gateways: updates.length }, 'snapshot sent');
+    }
+  };
+  registry.on('topology', sendSnapshots);
 
   const address = await server.listen(config.port, config.host);
   log.info({ address }, 'router listening');

@@ -1,7 +1,7 @@
 // The seed's routing rules: partition = key % partitions, and within a
 // partition the preferred replica is key % replicas, failing over to the next
 // live replica in ring order, so one replica orders a room while it lives.
-import type { Member } from '../registry/schema.js';
+import type { Member, Topology } from '../registry/schema.js';
 
 export function partitionOf(key: number, partitions: number): number {
   return key % partitions;
@@ -64,4 +64,31 @@ export class ReplicaIndex {
     const row = this.byPartition.get(key % partitions);
     return row ? pickFrom(row, key, replicas, isUp) : undefined;
   }
+}
+
+/** The broker partition counts a topology speaks of: the routed one, and the other side of a doubling. */
+function brokerLayouts(topology: Topology): number[] {
+  const current = topology.roles.broker.partitions;
+  const counts = [current];
+  // Expanding: the new partitions take their rooms over at the flip.
+  if (topology.phase === 'Expanding' && topology.next) counts.push(topology.next.roles.broker.partitions);
+  // Switching: members that have not seen the flip yet still route by the
+  // layout before it (half as many, since partitions only double).
+  if (topology.phase === 'Switching' && current % 2 === 0) counts.push(current / 2);
+  return counts;
+}
+
+/**
+ * The broker partitions that must hold a room's membership (its
+ * RoomGatewayList) under `topology`: the partition that orders the room now,
+ * and while a doubling is under way also the partition that orders it on the
+ * other side of the epoch flip, so that neither side fans out to a partial list.
+ */
+export function membershipPartitions(roomId: number, topology: Topology): number[] {
+  return [...new Set(brokerLayouts(topology).map((p) => partitionOf(roomId, p)))];
+}
+
+/** Whether `topology` gives broker partition `partition` any rooms at all (a new partition: only once Expanding is seen). */
+export function brokerPartitionKnown(partition: number, topology: Topology): boolean {
+  return brokerLayouts(topology).some((p) => partition < p);
 }

@@ -82,7 +82,6 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
     ...(initialEpoch !== undefined ? { epoch: initialEpoch } : {}),
   };
   const registration: Registration = await registry.register(base);
-  topologyEpoch.set(registry.topology().epoch);
   // The member says which epoch it serves, so the operator can see a doubling through.
   registry.on('topology', (topology) => {
     topologyEpoch.set(topology.epoch);
@@ -90,6 +89,12 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
     log.info({ epoch: topology.epoch, phase: topology.phase, serves: epoch }, 'topology changed');
     if (epoch !== undefined) void registration.update({ epoch });
   });
+  // A topology that arrived while this process was starting or registering
+  // found no listener above: catch up with it, or the member would report its
+  // old epoch until the next change (and a doubling would wait on it forever).
+  const caughtUp = epochOf(registry.topology());
+  topologyEpoch.set(registry.topology().epoch);
+  if (caughtUp !== undefined && caughtUp !== base.epoch) void registration.update({ epoch: caughtUp });
   // Ready is published when the role says so, and withdrawn if it stops being so.
   let published = { ready: false, leader: undefined as boolean | undefined };
   const readiness = setInterval(() => {

@@ -1,0 +1,216 @@
+// End to end on a real control plane, the way the product is used:
+// `helm install` the chart (its operator Deployment runs as a pod on the test
+// node, with the chart's RBAC), `kubectl apply` the small example cluster,
+// chat through the real gateways and proxies, and while the chat goes on
+// `kubectl patch` broker partitions 2 → 4 and replicas 2 → 3 and delete a
+// broker pod. Nothing may be lost, duplicated or reordered; the cluster ends
+// Ready with the new counts; deleting it removes everything it made.
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { getJson } from '../envtest/support.js';
+import { runTool } from '../envtest/tools.js';
+import { ChatTraffic, type TrafficReport } from './chat-traffic.js';
+import { startFullControlPlane, type FullControlPlane } from './control-plane.js';
+import { NodeAgent } from './node-agent.js';
+
+const NAMESPACE = 'chat';
+const CLUSTER = 'chat';
+const RELEASE = 'groupchat';
+const OPERATOR_NAMESPACE = 'groupchat-system';
+/** Where a failed run leaves the logs of every process, for whoever looks next. */
+const ARTIFACTS = resolve('dist/e2e-artifacts');
+
+let cp: FullControlPlane;
+let agent: NodeAgent;
+let workDir: string;
+let traffic: ChatTraffic | undefined;
+let passed = false;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+interface ClusterObject {
+  metadata: { generation: number; name: string };
+  status?: {
+    observedGeneration?: number; epoch?: number; phase?: string;
+    conditions?: { type: string; status: string; message?: string }[];
+    roles?: Record<string, { partitions?: number; desired: number; ready: number }>;
+  };
+}
+
+const cluster = () => getJson<ClusterObject>(cp, ['groupchatcluster', CLUSTER, '-n', NAMESPACE]);
+const isReady = (c: ClusterObject) => c.status?.observedGeneration === c.metadata.generation
+  && c.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True');
+
+/**
+ * Ready addresses of a Service's pods, found the way the endpoints controller
+ * finds them (the Service's selector, the pods' Ready condition, the named
+ * target port). The EndpointSlices themselves cannot be used here: the API
+ * refuses loopback addresses in them, and every test pod has one.
+ */
+async function backends(service: string, portName: string): Promise<string[]> {
+  const svc = await getJson<{ spec: { selector: Record<string, string>; ports: { name?: string; targetPort?: string | number }[] } }>(
+    cp, ['service', service, '-n', NAMESPACE]);
+  const target = svc.spec.ports.find((p) => p.name === portName)?.targetPort;
+  const selector = Object.entries(svc.spec.selector).map(([k, v]) => `${k}=${v}`).join(',');
+  const pods = await getJson<{ items: {
+    metadata: { deletionTimestamp?: string };
+    spec: { containers: { ports?: { name?: string; containerPort: number }[] }[] };
+    status: { podIP?: string; conditions?: { type: string; status: string }[] };
+  }[] }>(cp, ['pods', '-n', NAMESPACE, '-l', selector]);
+  return pods.items
+    .filter((p) => !p.metadata.deletionTimestamp && p.status.podIP && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+    .map((p) => {
+      const port = typeof target === 'number' ? target
+        : p.spec.containers.flatMap((c) => c.ports ?? []).find((cp) => cp.name === target)?.containerPort;
+      return `${p.status.podIP}:${port}`;
+    });
+}
+
+beforeAll(async () => {
+  workDir = mkdtempSync(join(tmpdir(), 'groupchat-e2e-'));
+  cp = await startFullControlPlane();
+  agent = await NodeAgent.start({
+    kubeConfig: cp.kubeConfig(), server: cp.server, caFile: join(cp.dir, 'certs', 'apiserver.crt'),
+    name: 'e2e-node-1', workDir,
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await traffic?.close();
+  rmSync(ARTIFACTS, { recursive: true, force: true });
+  if (!passed) {
+    // Keep what explains a failure: every pod's log and the control plane's.
+    mkdirSync(ARTIFACTS, { recursive: true });
+    cpSync(join(workDir, 'logs'), join(ARTIFACTS, 'pods'), { recursive: true });
+    for (const file of readdirSync(cp.dir).filter((f) => f.endsWith('.log'))) cpSync(join(cp.dir, file), join(ARTIFACTS, file));
+    process.stderr.write(`e2e: logs kept in ${ARTIFACTS}\n`);
+  }
+  await agent?.stop();
+  await cp?.stop();
+  rmSync(workDir, { recursive: true, force: true });
+}, 120_000);
+
+test('helm install, chat, double the partitions and add replicas under traffic, delete a broker pod: nothing lost', async () => {
+  const report: Record<string, unknown> = {};
+
+  // 1. The chart, as a platform team installs it. --wait: the operator pod is Ready.
+  const helmStarted = Date.now();
+  await runTool('helm', ['install', RELEASE, resolve('helm/groupchat'), '--kubeconfig', cp.kubeconfig(),
+    '--namespace', OPERATOR_NAMESPACE, '--create-namespace', '--wait', '--timeout', '180s']);
+  report.helmInstallMs = Date.now() - helmStarted;
+
+  // 2. The small example cluster, as a user applies it.
+  await cp.kubectl(['create', 'namespace', NAMESPACE]);
+  await cp.kubectl(['apply', '-n', NAMESPACE, '-f', resolve('examples/small.yaml')]);
+  const applied = Date.now();
+  let before = await until('the cluster to be Ready', async () => { const c = await cluster(); return isReady(c) && c; }, 180_000);
+  report.readyAfterApplyMs = Date.now() - applied;
+  expect(before.status?.roles?.broker).toEqual({ partitions: 2, desired: 4, ready: 4 });
+  expect(before.status?.phase).toBe('Stable');
+
+  // 3. Users on the gateways, a backend on the proxies, found as clients find them.
+  const gateways = (await until('gateway endpoints', async () => { const e = await backends(`${CLUSTER}-gateway`, 'ws'); return e.length === 2 && e; }, 60_000))
+    .map((address) => `ws://${address}/`);
+  const proxies = await until('proxy endpoints', async () => { const e = await backends(`${CLUSTER}-proxy`, 'peer'); return e.length === 2 && e; }, 60_000);
+  traffic = new ChatTraffic({
+    gateways, proxies, rooms: 16, users: 24, roomsPerUser: 4,
+    pauseMs: 30, maxPerRoom: 20_000, maxDurationMs: 240_000, messageDeadlineMs: 60_000,
+  });
+  await traffic.connect();
+  traffic.start();
+  await until('traffic to flow', async () => traffic!.sent >= 200, 60_000);
+  before = await cluster();
+  const epochBefore = before.status!.epoch!;
+
+  // 4. Scale by editing the cluster, while the chat goes on.
+  const sentBeforePatch = traffic.sent;
+  const patched = Date.now();
+  await cp.kubectl(['patch', 'groupchatcluster', CLUSTER, '-n', NAMESPACE, '--type=merge',
+    '-p', JSON.stringify({ spec: { broker: { partitions: 4, replicas: 3 } } })]);
+  await until('the doubling to start', async () => (await cluster()).status?.phase === 'Expanding', 30_000, 100);
+
+  // 5. A broker pod goes away in the middle of it (a node drain, an eviction).
+  const deletedPod = `${CLUSTER}-broker-0-0`;
+  const deletedUid = (await getJson<{ metadata: { uid: string } }>(cp, ['pod', deletedPod, '-n', NAMESPACE])).metadata.uid;
+  await cp.kubectl(['delete', 'pod', deletedPod, '-n', NAMESPACE, '--wait=false']);
+  report.brokerPodDeletedAfterMs = Date.now() - patched;
+
+  let flippedAt = 0;
+  const after = await until('the doubling to complete with every pod ready', async () => {
+    const c = await cluster();
+    if (!flippedAt && (c.status?.epoch ?? 0) > epochBefore) flippedAt = Date.now();
+    return c.status?.phase === 'Stable' && (c.status?.epoch ?? 0) > epochBefore && isReady(c) && c;
+  }, 240_000, 100);
+  const doublingMs = Date.now() - patched;
+  report.epochFlipAfterMs = flippedAt - patched;
+  report.messagesDuringDoubling = traffic.sent - sentBeforePatch;
+
+  // Keep chatting on the new layout for a while, then stop and let the last deliveries land.
+  const sentAtEnd = traffic.sent;
+  await until('traffic on the new layout', async () => traffic!.sent >= sentAtEnd + 300, 60_000);
+  await traffic.stop();
+  await traffic.drain(20_000);
+  const audit: TrafficReport = traffic.audit();
+
+  const summary = {
+    sent: audit.sent, delivered: audit.delivered, expected: audit.expected,
+    lost: audit.lost, duplicated: audit.duplicated, reordered: audit.reordered, failed: audit.failed,
+    retries: audit.retries, sdkDeduplicated: audit.sdkDeduplicated,
+    doublingMs, ...report, trafficMs: audit.durationMs,
+    epoch: `${epochBefore} → ${after.status?.epoch}`, brokers: after.status?.roles?.broker,
+  };
+  writeFileSync(resolve('dist/e2e-report.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  process.stdout.write(`\n==== e2e report ====\n${Object.entries(summary).map(([k, v]) => `${k.padEnd(24)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n')}\n====================\n`);
+
+  expect(traffic.errors).toEqual([]);
+  expect({ lost: audit.lost, duplicated: audit.duplicated, reordered: audit.reordered, failed: audit.failed })
+    .toEqual({ lost: 0, duplicated: 0, reordered: 0, failed: 0 });
+  expect(audit.delivered).toBe(audit.expected);
+  expect(after.status?.roles?.broker).toEqual({ partitions: 4, desired: 12, ready: 12 });
+  expect(after.status?.roles?.router).toEqual({ partitions: 1, desired: 2, ready: 2 });
+  // The deleted broker came back as a new pod (same name, new uid), and it is Ready.
+  const replacement = await getJson<{ metadata: { uid: string }; status: { conditions?: { type: string; status: string }[] } }>(
+    cp, ['pod', deletedPod, '-n', NAMESPACE]);
+  expect(replacement.metadata.uid).not.toBe(deletedUid);
+  expect(replacement.status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+  const statefulSets = await getJson<{ items: { metadata: { name: string }; status: { readyReplicas?: number } }[] }>(
+    cp, ['statefulsets', '-n', NAMESPACE, '-l', `groupchat.dev/cluster=${CLUSTER},groupchat.dev/role=broker`]);
+  expect(statefulSets.items.map((s) => [s.metadata.name, s.status.readyReplicas]).sort())
+    .toEqual([0, 1, 2, 3].map((p) => [`${CLUSTER}-broker-${p}`, 3]));
+
+  // 6. Deleting the cluster deletes what it made (the garbage collector, through owner references).
+  await traffic.close();
+  traffic = undefined;
+  await cp.kubectl(['delete', 'groupchatcluster', CLUSTER, '-n', NAMESPACE, '--wait=true', '--timeout=60s']);
+  const kinds = 'statefulsets,deployments,replicasets,pods,services,endpointslices,poddisruptionbudgets,configmaps,serviceaccounts,roles,rolebindings,leases';
+  const leftovers = await until('everything the cluster made to be gone', async () => {
+    const list = await getJson<{ items: { kind: string; metadata: { name: string } }[] }>(cp, [kinds, '-n', NAMESPACE]);
+    // What Kubernetes itself puts in every namespace stays.
+    const left = list.items.filter((o) => !(o.kind === 'ServiceAccount' && o.metadata.name === 'default')
+      && !(o.kind === 'ConfigMap' && o.metadata.name === 'kube-root-ca.crt'));
+    return left.length === 0 ? [] as string[] : undefined;
+  }, 120_000, 500).catch(async (err) => {
+    const list = await getJson<{ items: { kind: string; metadata: { name: string } }[] }>(cp, [kinds, '-n', NAMESPACE]);
+    throw new Error(`${(err as Error).message}; left: ${list.items.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+  });
+  expect(leftovers).toEqual([]);
+  expect(agent.running().filter((p) => p.namespace === NAMESPACE)).toEqual([]);
+  passed = true;
+}, 900_000);
