@@ -69,6 +69,9 @@ function partitionChanges(from: Layout, to: Layout): PartitionChange[] {
   });
 }
 
+/** Roles whose RocksDB data is placed by partition: re-partitioning would strand it. */
+const STORED_ROLES: ReadonlySet<PartitionedRole> = new Set(['pi', 'xiu']);
+
 const describe = (c: PartitionChange) => `${c.role} partitions ${c.from} → ${c.to}`;
 
 export function step(input: ScalingInput): ScalingResult {
@@ -94,9 +97,11 @@ export function step(input: ScalingInput): ScalingResult {
   if (!changed) return { state, decisions: [] };
 
   const changes = partitionChanges(layoutOf(state.accepted), layoutOf(spec));
-  const unsafe = changes.filter((c) => c.to !== c.from * 2);
+  const unsafe = changes.filter((c) => c.to !== c.from * 2 || STORED_ROLES.has(c.role));
   if (unsafe.length > 0) {
-    const message = unsafe.map((c) => `${describe(c)} refused: partitions only grow by doubling (${c.from} → ${c.from * 2})`).join('; ');
+    const message = unsafe.map((c) => STORED_ROLES.has(c.role)
+      ? `${describe(c)} refused: ${c.role} keeps its data by partition, and moving it to new partitions is not implemented`
+      : `${describe(c)} refused: partitions only grow by doubling (${c.from} → ${c.from * 2})`).join('; ');
     return { state, decisions: [], refusal: { type: 'Warning', reason: 'PartitionChangeRefused', message } };
   }
   if (changes.length > 0) {

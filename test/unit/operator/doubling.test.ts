@@ -118,3 +118,13 @@ test.each([
   expect(result.refusal!.message).toMatch(message);
   expect(result.decisions).toEqual([]);
 });
+
+test('re-partitioning pi or xiu is refused: their data would not move', () => {
+  const storage = { size: '1Gi' };
+  const withStore = (partitions: number) => spec(2, 2, { pi: { partitions, replicas: 2, storage } });
+  const state = created(withStore(2));
+  const result = step({ spec: withStore(4), state, members: [] });
+  expect(result.state).toBe(state);
+  expect(result.refusal).toMatchObject({ type: 'Warning', reason: 'PartitionChangeRefused' });
+  expect(result.refusal!.message).toMatch(/pi partitions 2 → 4 refused: pi keeps its data by partition/);
+});
