@@ -99,4 +99,17 @@ describe('delivery through real processes', () => {
     publisher.close();
     expect(missed).toBe(0);
   });
+
+  test('each gateway exports the synthetic user\'s publish-to-delivery latency', async () => {
+    const gateways = (await cluster.processes()).filter((p) => p.role === 'gateway');
+    for (const g of gateways) {
+      const deadline = Date.now() + 20_000; // probes go out every 5 s
+      let probes = 0;
+      while (probes === 0 && Date.now() < deadline) {
+        probes = await metricValue(g.member!.httpAddress!, 'groupchat_probe_latency_seconds_count');
+        if (probes === 0) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(probes).toBeGreaterThan(0);
+    }
+  });
 });

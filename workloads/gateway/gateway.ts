@@ -21,6 +21,7 @@ import type { PeerLink } from '../transport/peer-link.js';
 import { PeerServer } from '../transport/peer-server.js';
 import { LocalRooms } from './local-rooms.js';
 import { MembershipReporter } from './membership-reporter.js';
+import { LatencyProbe, probeRoomOf } from './latency-probe.js';
 import { RelayChannel, RelayError, type InboxPush } from './relay-channel.js';
 import { AuthError, loadKey, mayJoin, verifyLogin, type LoginClaims } from '../auth/tokens.js';
 import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
@@ -38,6 +39,8 @@ const DEDUP_ENTRIES = 100_000;
 const MAX_DISPLAY_NAME = 64;
 const MAX_ROOMS_PER_SESSION = 1000;
 const MAX_EARLY_FRAMES = 64;
+/** The synthetic user's id in its probe room (no real user logs in as it: ids are > 0 and this one has no socket). */
+const PROBE_USER_ID = 0xffffffff;
 
 const ErrorCode = client.ErrorCode;
 
@@ -68,7 +71,6 @@ const authFailures = new Counter({ name: 'groupchat_gateway_login_refused_total'
 const protocolErrors = new Counter({ name: 'groupchat_gateway_protocol_errors_total', help: 'Connections closed for protocol violations', labelNames: ['code'], registers: [metrics] });
 
 class Session {
-  userId = 0;
   displayName = '';
   loggingIn = false;
   /** Frames that arrived while the login was being verified, handled after it. */
@@ -81,7 +83,7 @@ class Session {
   inboxPosition = 0;
   /** Rooms being resumed: live deliveries wait here until the missed ones are sent. */
   readonly resuming = new Map<number, Array<{ key: string; frame: Uint8Array }>>();
-  constructor(readonly ws: WebSocket) {}
+  constructor(readonly ws: WebSocket, public userId = 0) {}
   get loggedIn(): boolean { return this.userId !== 0; }
 }
 
@@ -96,6 +98,9 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   const publisher = new Publisher({ proxies: proxyAddresses(), workerId: workerIdFor('gateway', ctx.ordinal), identity: ctx.self });
   registry.on('members', () => publisher.setProxies(proxyAddresses()));
   const relays = new RelayChannel(ctx.memberId, registry, ctx.self);
+  // The synthetic user: a member of this gateway's probe room, publishing into it.
+  const probe = new LatencyProbe(probeRoomOf(ctx.ordinal), publisher);
+  rooms.join(probe.roomId, new Session(null as unknown as WebSocket, PROBE_USER_ID));
   const authKey = config.authKeyFile ? loadKey(config.authKeyFile) : null;
   const userLimitOf = () => limitFrom(registry.topology().limits?.userMessagesPerSecond, registry.topology().limits?.userBurst);
   const userLimits = new TokenBuckets<number>(userLimitOf());
@@ -143,6 +148,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     const fresh = before ? maskWithout(mask, before) : mask;
     if (maskIsEmpty(fresh)) { duplicates.inc(); return; }
     seen.set(key, before ? Long.fromBits((before.low | fresh.low) >>> 0, (before.high | fresh.high) >>> 0, true) : fresh);
+    if (probe.observe(delivery)) return;
     const members = rooms.sessions(delivery.roomId);
     if (!members) {
       // A broker still thinks we have members here: report the room again.
@@ -356,6 +362,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
       for (const ws of wss.clients) ws.close(1001, 'gateway stopping');
       wss.close();
       httpServer.close();
+      probe.close();
       reporter.close();
       publisher.close();
       relays.close();
