@@ -341,8 +341,13 @@ export class NodeAgent {
       }
       const image = LOCAL_IMAGES[repositoryOf(container.image ?? '')];
       if (!image && !container.command) throw new Error(`image ${container.image} has no local entrypoint`);
-      const command = [...(container.command ?? image!.entrypoint), ...(container.args ?? (container.command ? [] : image!.cmd))]
-        .map((arg, i) => (i === 0 ? arg : localise(arg)));
+      // The image's own entrypoint is a path on this machine (the repository may
+      // well live under a directory a pod mounts, e.g. /tmp): only what the pod
+      // spec says is mapped into the pod's volumes.
+      const command = [
+        ...(container.command ? container.command.map((arg, i) => (i === 0 ? arg : localise(arg))) : image!.entrypoint),
+        ...(container.args ?? (container.command ? [] : image!.cmd)).map(localise),
+      ];
       prepared.set(container.name, { command, env });
     }
     return prepared;

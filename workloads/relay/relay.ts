@@ -14,6 +14,7 @@ import { PeerServer } from '../transport/peer-server.js';
 import { MAX_PAYLOAD_BYTES, partitionOfMsgId } from '../xiu/xiu.js';
 
 const PUMP_BATCH = 200;
+const PUMP_RETRY_MS = 500;
 
 const directs = new Counter({ name: 'groupchat_relay_direct_total', help: 'One-to-one messages', labelNames: ['result'], registers: [metrics] });
 const pushed = new Counter({ name: 'groupchat_relay_inbox_pushed_total', help: 'Inbox items pushed to gateways', registers: [metrics] });
@@ -81,8 +82,11 @@ export async function startRelay(ctx: RoleContext): Promise<RoleInstance> {
         }
       } while (again.has(key));
     } catch (err) {
-      log.warn({ user: userId, gateway: gatewayId, err: (err as Error).message }, 'inbox pump failed; will retry on the next event');
+      // Pi or Xiu changing leader: start again from the cursor shortly (the
+      // gateway drops positions it already delivered).
+      log.warn({ user: userId, gateway: gatewayId, err: (err as Error).message }, 'inbox pump failed; retrying');
       pushedUpTo.delete(key);
+      setTimeout(() => void pumpTo(userId, gatewayId), PUMP_RETRY_MS).unref();
     } finally {
       pumping.delete(key);
     }
