@@ -2,7 +2,7 @@
 // source of the wire types) when they changed, compiles TypeScript, and copies
 // the assets tsc does not handle (generated JS, the chat page).
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const bin = (name) => join('node_modules', '.bin', name);
@@ -10,6 +10,18 @@ const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'inherit' });
 const protocol = 'workloads/protocol';
 const generated = join(protocol, 'generated');
 const protos = ['client', 'peer'];
+
+// protobufjs makes a oneof's name an accessor: every decode runs its setter,
+// which deletes each other member of the oneof, and every read runs
+// Object.keys(). A plain slot holds the same value (decode sets it once per
+// message) at no cost; encode never reads it.
+function plainOneofs(file) {
+  const accessor = /\$Object\.defineProperty\((\w+)\.prototype, "(\w+)", \{\s*get: \$util\.oneOfGetter\(\$oneOfFields = \[[^\]]*\]\),\s*set: \$util\.oneOfSetter\(\$oneOfFields\)\s*\}\);/g;
+  const source = readFileSync(file, 'utf8');
+  const plain = source.replace(accessor, '$1.prototype.$2 = $undefined;');
+  if (plain === source) throw new Error(`${file}: no oneof accessor found to replace; has protobufjs' output changed?`);
+  writeFileSync(file, plain);
+}
 
 const newest = Math.max(...protos.map((p) => statSync(join(protocol, `${p}.proto`)).mtimeMs), statSync('scripts/build.mjs').mtimeMs);
 const stamp = join(generated, 'peer.d.ts');
@@ -21,6 +33,7 @@ if (!existsSync(stamp) || statSync(stamp).mtimeMs < newest) {
     run(bin('pbjs'), ['-t', 'static-module', '-w', 'es6', '-r', name, '--no-verify', '--no-convert',
       '--no-beautify', '-o', js, join(protocol, `${name}.proto`)]);
     run(bin('pbts'), ['--no-comments', '-o', join(staging, `${name}.d.ts`), js]);
+    plainOneofs(js);
   }
   // The browser page decodes with protobufjs' reflection build and this JSON.
   run(bin('pbjs'), ['-t', 'json', '-o', join(staging, 'client.json'), join(protocol, 'client.proto')]);
