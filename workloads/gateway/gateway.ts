@@ -6,11 +6,12 @@
 // its last sequence first gets what it missed, then live messages.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { LRUCache } from 'lru-cache';
 import { Counter, Gauge } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { RecentIds } from '../collections/recent-ids.js';
 import { workerIdFor } from '../ids/snowflake.js';
 import { metrics } from '../observability/http.js';
+import { HotCounter } from '../observability/hot-metrics.js';
 import {
   ALL_VROOMS, client, decodeClientFrame, isZeroId, Long, maskHas, maskIsEmpty, maskWithout, messageIdKey,
   type ClientFrame, type RoomDelivery,
@@ -23,6 +24,7 @@ import { LocalRooms } from './local-rooms.js';
 import { MembershipReporter } from './membership-reporter.js';
 import { LatencyProbe, probeRoomOf } from './latency-probe.js';
 import { RelayChannel, RelayError, type InboxPush } from './relay-channel.js';
+import { binaryFrame } from './websocket-frame.js';
 import { AuthError, loadKey, mayJoin, verifyLogin, type LoginClaims } from '../auth/tokens.js';
 import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
 import { PublishError } from '../sdk/publisher.js';
@@ -44,18 +46,23 @@ const PROBE_USER_ID = 0xffffffff;
 
 const ErrorCode = client.ErrorCode;
 
-function encodeDelivery(d: RoomDelivery): Uint8Array {
-  return client.ServerFrame.encode({
+/** A ServerFrame as a WebSocket frame, ready for any number of sockets. */
+function framed(frame: Parameters<typeof client.ServerFrame.encode>[0]): Buffer {
+  return binaryFrame(client.ServerFrame.encode(frame).finish());
+}
+
+function encodeDelivery(d: RoomDelivery): Buffer {
+  return framed({
     delivery: {
       roomId: d.roomId, messageId: d.messageId, senderId: d.senderId, roomSeq: d.roomSeq,
       sequencerId: d.sequencerId, payload: d.payload, sentAtMs: d.sentAtMs,
     },
-  }).finish();
+  });
 }
 
-/** ws keeps its net.Socket in `_socket`; it has no public cork. */
-function socketOf(ws: WebSocket): { cork(): void; uncork(): void } {
-  return (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+/** ws keeps its net.Socket in `_socket`: the gateway writes its pre-framed frames there. */
+function socketOf(ws: WebSocket): { write(data: Buffer): boolean; writableLength: number } {
+  return (ws as unknown as { _socket: { write(data: Buffer): boolean; writableLength: number } })._socket;
 }
 
 function relayErrorCode(err: Error): number {
@@ -65,8 +72,8 @@ function relayErrorCode(err: Error): number {
   return ErrorCode.UNAVAILABLE;
 }
 const connections = new Gauge({ name: 'groupchat_gateway_connections', help: 'Open user connections', registers: [metrics] });
-const delivered = new Counter({ name: 'groupchat_gateway_delivered_total', help: 'Messages written to user connections', registers: [metrics] });
-const duplicates = new Counter({ name: 'groupchat_gateway_duplicate_total', help: 'RoomDeliveries dropped as already delivered', registers: [metrics] });
+const delivered = new HotCounter({ name: 'groupchat_gateway_delivered_total', help: 'Messages written to user connections' }).cell();
+const duplicates = new HotCounter({ name: 'groupchat_gateway_duplicate_total', help: 'RoomDeliveries dropped as already delivered' }).cell();
 const authFailures = new Counter({ name: 'groupchat_gateway_login_refused_total', help: 'Logins refused for a missing, forged or expired token', registers: [metrics] });
 const protocolErrors = new Counter({ name: 'groupchat_gateway_protocol_errors_total', help: 'Connections closed for protocol violations', labelNames: ['code'], registers: [metrics] });
 
@@ -77,12 +84,12 @@ class Session {
   readonly early: ClientFrame[] = [];
   claims: LoginClaims | null = null;
   readonly rooms = new Set<number>();
-  /** Its socket is corked until the end of this event-loop turn. */
-  corked = false;
+  /** Frames of this event-loop turn, written together at its end. */
+  readonly outbox: Buffer[] = [];
   /** Last inbox position delivered on this connection. */
   inboxPosition = 0;
   /** Rooms being resumed: live deliveries wait here until the missed ones are sent. */
-  readonly resuming = new Map<number, Array<{ key: string; frame: Uint8Array }>>();
+  readonly resuming = new Map<number, Array<{ key: string; frame: Buffer }>>();
   constructor(readonly ws: WebSocket, public userId = 0) {}
   get loggedIn(): boolean { return this.userId !== 0; }
 }
@@ -106,48 +113,55 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   const userLimits = new TokenBuckets<number>(userLimitOf());
   registry.on('topology', () => userLimits.setLimit(userLimitOf()));
   const sessionsByUser = new Map<number, Set<Session>>();
-  // message id → virtual rooms already delivered here
-  const seen = new LRUCache<string, Long>({ max: DEDUP_ENTRIES });
+  // (sender, message id) → virtual rooms already delivered here
+  const seen = new RecentIds<Long>(DEDUP_ENTRIES);
 
-  // Every frame a connection gets in one event-loop turn leaves in one write:
-  // the socket is corked on the first and uncorked once at the end of the turn.
-  const corked: Session[] = [];
-  const uncorkAll = () => {
-    for (const session of corked.splice(0)) {
-      session.corked = false;
-      socketOf(session.ws).uncork();
-    }
+  // Every frame a connection gets in one event-loop turn leaves in one write
+  // at the end of the turn.
+  const flushing: Session[] = [];
+  const flushAll = () => {
+    for (const session of flushing.splice(0)) flush(session);
   };
-  const send = (session: Session, frame: Uint8Array) => {
-    if (session.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+  const flush = (session: Session) => {
+    const frames = session.outbox;
+    if (frames.length === 0) return;
+    const ws = session.ws;
+    const data = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
+    frames.length = 0;
+    if (ws.readyState !== ws.OPEN) return;
+    const socket = socketOf(ws);
+    if (socket.writableLength > MAX_BUFFERED_BYTES) {
       fail(session, ErrorCode.OVERLOADED, `more than ${MAX_BUFFERED_BYTES} bytes unsent: the client is not reading`, 1008);
       return;
     }
-    if (corked.length === 0) setImmediate(uncorkAll);
-    if (!session.corked) {
-      session.corked = true;
-      socketOf(session.ws).cork();
-      corked.push(session);
+    socket.write(data);
+  };
+  const send = (session: Session, frame: Buffer) => {
+    if (session.outbox.length === 0) {
+      if (flushing.length === 0) setImmediate(flushAll);
+      flushing.push(session);
     }
-    session.ws.send(frame);
+    session.outbox.push(frame);
   };
   const reply = (session: Session, requestId: number, code = ErrorCode.OK, message = '') =>
-    send(session, client.ServerFrame.encode({ reply: { requestId, code, message } }).finish());
+    send(session, framed({ reply: { requestId, code, message } }));
   const fail = (session: Session, code: number, message: string, closeCode: number) => {
     protocolErrors.inc({ code: ErrorCode[code] ?? String(code) });
     if (session.ws.readyState === session.ws.OPEN) {
+      flush(session); // what was answered before the fault still goes out, in order
       session.ws.send(client.ServerFrame.encode({ error: { code, message } }).finish());
       session.ws.close(closeCode, message.slice(0, 120));
     }
   };
 
   const deliver = (delivery: RoomDelivery) => {
-    const key = `${delivery.senderId}/${messageIdKey(delivery.messageId)}`;
+    const { senderId, messageId } = delivery;
     const mask = Long.fromBits(delivery.vroomMask.low, delivery.vroomMask.high, true);
-    const before = seen.get(key);
+    const before = seen.get(senderId, messageId.high, messageId.low);
     const fresh = before ? maskWithout(mask, before) : mask;
-    if (maskIsEmpty(fresh)) { duplicates.inc(); return; }
-    seen.set(key, before ? Long.fromBits((before.low | fresh.low) >>> 0, (before.high | fresh.high) >>> 0, true) : fresh);
+    if (maskIsEmpty(fresh)) { duplicates.count++; return; }
+    seen.set(senderId, messageId.high, messageId.low,
+      before ? Long.fromBits((before.low | fresh.low) >>> 0, (before.high | fresh.high) >>> 0, true) : fresh);
     if (probe.observe(delivery)) return;
     const members = rooms.sessions(delivery.roomId);
     if (!members) {
@@ -160,10 +174,10 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     const everyone = fresh.equals(ALL_VROOMS);
     for (const session of members) {
       if (everyone || maskHas(fresh, vroomOf(session.userId))) {
-        const held = session.resuming.get(delivery.roomId);
-        if (held) held.push({ key, frame });
+        const held = session.resuming.size > 0 ? session.resuming.get(delivery.roomId) : undefined;
+        if (held) held.push({ key: `${senderId}/${messageIdKey(messageId)}`, frame });
         else send(session, frame);
-        delivered.inc();
+        delivered.count++;
       }
     }
   };
@@ -195,9 +209,9 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
         const position = toNumber(item.position);
         if (position <= session.inboxPosition) continue;
         session.inboxPosition = position;
-        send(session, client.ServerFrame.encode({
+        send(session, framed({
           inbox: { position, messageId: item.msgId, senderId: item.senderId, payload: item.payload, sentAtMs: item.sentAtMs },
-        }).finish());
+        }));
       }
     }
   });
@@ -229,7 +243,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     }
     switch (frame.body) {
       case 'ping':
-        send(session, client.ServerFrame.encode({ pong: { clientTimeMs: frame.ping!.clientTimeMs, serverTimeMs: Date.now() } }).finish());
+        send(session, framed({ pong: { clientTimeMs: frame.ping!.clientTimeMs, serverTimeMs: Date.now() } }));
         return;
       case 'login': {
         const { userId, displayName, token } = frame.login;

@@ -1,0 +1,51 @@
+// RecentIds against a model (a Map in insertion order that forgets its oldest
+// key): random sets and gets over a small key space, so probe runs collide,
+// wrap around the table and are shifted back on eviction.
+import { describe, expect, test } from '@jest/globals';
+import fc from 'fast-check';
+import { RecentIds } from '../../workloads/collections/recent-ids.js';
+
+type Key = [number, number, number];
+const keyArb = fc.tuple(fc.nat(3), fc.nat(3), fc.nat(40)).map(([a, b, c]): Key => [a, b * 0x10000000 + 7, c]);
+const opArb = fc.oneof(
+  fc.record({ op: fc.constant('set' as const), key: keyArb, value: fc.nat(1000) }),
+  fc.record({ op: fc.constant('get' as const), key: keyArb }),
+);
+
+describe('RecentIds', () => {
+  test('behaves like an insertion-ordered map that evicts its oldest key', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 24 }), fc.array(opArb, { maxLength: 400 }), (capacity, ops) => {
+      const table = new RecentIds<number>(capacity);
+      const model = new Map<string, number>();
+      for (const step of ops) {
+        const id = step.key.join('/');
+        if (step.op === 'set') {
+          if (!model.has(id) && model.size === capacity) model.delete(model.keys().next().value!);
+          model.set(id, step.value);
+          table.set(...step.key, step.value);
+        } else {
+          expect(table.get(...step.key)).toBe(model.get(id));
+        }
+        expect(table.size).toBe(model.size);
+      }
+      for (const [id, value] of model) {
+        const [a, b, c] = id.split('/').map(Number) as Key;
+        expect(table.get(a, b, c)).toBe(value);
+      }
+    }), { numRuns: 2000 });
+  });
+
+  test('holds 32-bit words exactly, including the top bit', () => {
+    const table = new RecentIds<string>(4);
+    table.set(0xffffffff, 0x80000000, 0xfffffffe, 'top');
+    table.set(-1, -2147483648, -2, 'same words, signed');
+    expect(table.size).toBe(1);
+    expect(table.get(0xffffffff, 0x80000000, 0xfffffffe)).toBe('same words, signed');
+    expect(table.get(0xffffffff, 0x80000000, 0xffffffff)).toBeUndefined();
+  });
+
+  test('refuses a capacity that is not a positive integer', () => {
+    expect(() => new RecentIds(0)).toThrow(/positive integer/);
+    expect(() => new RecentIds(1.5)).toThrow(/positive integer/);
+  });
+});
