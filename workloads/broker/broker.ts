@@ -5,11 +5,12 @@
 // which all hold the same RoomGatewayList. A publish is acked only when every
 // gateway it went to has acknowledged it.
 import { randomInt } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { RecentIds } from '../collections/recent-ids.js';
 import { metrics } from '../observability/http.js';
+import { HotCounter } from '../observability/hot-metrics.js';
 import {
-  ALL_VROOMS, Long, maskWith, messageIdKey, peer, toNumber,
+  ALL_VROOMS, Long, maskWith, peer, toNumber,
   type MembershipUpdate, type Publish, type RoomDelivery,
 } from '../protocol/index.js';
 import type { Member } from '../registry/schema.js';
@@ -32,8 +33,12 @@ const HISTORY_MAX_AGE_MS = 10 * 60_000;
 /** Deliveries a broker holds for one gateway at most (unless the topology sets it). */
 const DEFAULT_GATEWAY_QUEUE = 10_000;
 
-const publishes = new Counter({ name: 'groupchat_broker_publish_total', help: 'Publishes received', labelNames: ['result'], registers: [metrics] });
-const deliveries = new Counter({ name: 'groupchat_broker_delivery_total', help: 'RoomDelivery frames sent to gateways', registers: [metrics] });
+const publishes = new HotCounter({ name: 'groupchat_broker_publish_total', help: 'Publishes received', labelNames: ['result'] });
+const publishedBy = {
+  accepted: publishes.cell({ result: 'accepted' }), duplicate: publishes.cell({ result: 'duplicate' }),
+  rateLimited: publishes.cell({ result: 'rate_limited' }), wrongPartition: publishes.cell({ result: 'wrong_partition' }),
+};
+const deliveries = new HotCounter({ name: 'groupchat_broker_delivery_total', help: 'RoomDelivery frames sent to gateways' }).cell();
 const fanoutSize = new Histogram({ name: 'groupchat_broker_fanout_gateways', help: 'Gateways per fan-out', buckets: [0, 1, 2, 4, 8, 16, 32, 64], registers: [metrics] });
 const staleUpdates = new Counter({ name: 'groupchat_broker_stale_membership_total', help: 'Membership entries older than the table', registers: [metrics] });
 const splitFanouts = new Counter({ name: 'groupchat_broker_split_fanout_total', help: 'Messages to split rooms, by how their virtual rooms were served', labelNames: ['share'], registers: [metrics] });
@@ -54,7 +59,8 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   const history = new RoomHistory(sequencerId, HISTORY_PER_ROOM, HISTORY_MAX_AGE_MS);
   const roomLimitOf = () => limitFrom(registry.topology().limits?.roomMessagesPerSecond, registry.topology().limits?.roomBurst);
   const roomLimits = new TokenBuckets<number>(roomLimitOf());
-  const dedup = new LRUCache<string, DedupState>({ max: DEDUP_ENTRIES });
+  // Ids are chosen by publishers: one can only ever collide with its own, so (sender, id) is the key.
+  const dedup = new RecentIds<DedupState>(DEDUP_ENTRIES);
   const channels = new Map<string, GatewayChannel>();
   const peers = new PeerPool(ctx.self);
   const forwards = new Map<number, Forward>();
@@ -85,21 +91,21 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     const targets = table.targets(delivery.roomId, share);
     fanoutSize.observe(targets.length);
     const obligation = new Obligation(targets.length, done);
-    const encoded = new Map<string, Uint8Array>();
+    // Encode once per distinct mask: every gateway of an unsplit room shares one frame.
+    const whole = share ? null : peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: ALL_VROOMS } }).finish();
+    const bySplitMask = share ? new Map<string, Uint8Array>() : null;
     for (const target of targets) {
-      // Encode once per distinct mask: every gateway of an unsplit room shares one frame.
-      const mask = share ? target.mask : ALL_VROOMS;
-      const key = `${mask.high}:${mask.low}`;
-      let body = encoded.get(key);
+      let body = whole;
       if (!body) {
-        body = peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: mask } }).finish();
-        encoded.set(key, body);
+        const key = `${target.mask.high}:${target.mask.low}`;
+        body = bySplitMask!.get(key) ?? null;
+        if (!body) bySplitMask!.set(key, (body = peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: target.mask } }).finish()));
       }
       if (!channelFor(target.gatewayId, target.address).deliver(body, obligation, delivery.priority === peer.Priority.CRITICAL)) {
         refusedDeliveries.inc();
         obligation.complete();
       }
-      deliveries.inc();
+      deliveries.count++;
     }
   };
 
@@ -138,37 +144,36 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     const topology = registry.topology().roles.broker;
     const ack = (status: number) => link.send({ publishAck: { messageId: publish.messageId, correlation: publish.correlation, status } });
     if (partitionOf(publish.roomId, topology.partitions) !== partition) {
-      publishes.inc({ result: 'wrong_partition' });
+      publishedBy.wrongPartition.count++;
       ack(peer.PublishStatus.WRONG_PARTITION);
       return;
     }
-    // Ids are chosen by publishers: one can only ever collide with its own.
-    const key = `${publish.senderId}/${messageIdKey(publish.messageId)}`;
-    const seen = dedup.get(key);
+    const { senderId, messageId } = publish;
+    const seen = dedup.get(senderId, messageId.high, messageId.low);
     const delivered = () => ack(peer.PublishStatus.DELIVERED);
     if (seen) {
       // A retry or a redundant copy: never fan out twice, ack when the first is done.
-      publishes.inc({ result: 'duplicate' });
+      publishedBy.duplicate.count++;
       if (seen.done) delivered();
       else seen.waiters.push(delivered);
       return;
     }
     if (!roomLimits.take(publish.roomId)) {
-      publishes.inc({ result: 'rate_limited' });
+      publishedBy.rateLimited.count++;
       ack(peer.PublishStatus.RATE_LIMITED);
       return;
     }
-    publishes.inc({ result: 'accepted' });
+    publishedBy.accepted.count++;
     const state: DedupState = { done: false, waiters: [delivered] };
-    dedup.set(key, state);
+    dedup.set(senderId, messageId.high, messageId.low, state);
     const seq = (roomSeq.get(publish.roomId) ?? 0) + 1;
     roomSeq.set(publish.roomId, seq);
     const delivery: RoomDelivery = {
-      messageId: publish.messageId, roomId: publish.roomId, senderId: publish.senderId,
+      messageId, roomId: publish.roomId, senderId,
       roomSeq: Long.fromNumber(seq, true), sequencerId, payload: publish.payload, sentAtMs: publish.sentAtMs, vroomMask: ALL_VROOMS,
       priority: publish.priority,
     };
-    history.record(delivery);
+    history.record(delivery, seq);
     const finish = () => {
       state.done = true;
       for (const waiter of state.waiters) waiter();
