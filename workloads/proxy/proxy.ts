@@ -2,10 +2,17 @@
 // HistoryRequest of a rejoining member) to the broker replica that orders its
 // room, relays the broker's answer back, and re-routes what a failed broker
 // left unanswered to the next live replica (the message id makes a retried
-// publish harmless downstream).
+// publish harmless downstream). A Publish and its PublishAck pass through as
+// the bytes that arrived, with the correlation of the next hop appended
+// (protocol/wire-scan.ts): the proxy decodes neither.
 import { Counter, Gauge } from 'prom-client';
 import { metrics } from '../observability/http.js';
-import { peer, type PeerFrameInit } from '../protocol/index.js';
+import { HotCounter, sampledGauge } from '../observability/hot-metrics.js';
+import { Long, peer, type PeerFrameInit } from '../protocol/index.js';
+import {
+  HISTORY_REQUEST_CORRELATION_FIELD, HISTORY_REQUEST_FRAME_TAG, PUBLISH_ACK_CORRELATION_FIELD, PUBLISH_ACK_FRAME_TAG,
+  PUBLISH_CORRELATION_FIELD, PUBLISH_FRAME_TAG, scanFrame, ScannedFields, withCorrelation,
+} from '../protocol/wire-scan.js';
 import type { Member } from '../registry/schema.js';
 import { ReplicaIndex } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
@@ -19,20 +26,33 @@ const ROUTE_RETRY_MS = 50;
 const ROUTE_DEADLINE_MS = 5000;
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 
-const published = new Counter({ name: 'groupchat_proxy_publish_total', help: 'Publishes received', registers: [metrics] });
-const acked = new Counter({ name: 'groupchat_proxy_ack_total', help: 'Acks returned to publishers', labelNames: ['status'], registers: [metrics] });
+const published = new HotCounter({ name: 'groupchat_proxy_publish_total', help: 'Publishes received' }).cell();
+const acks = new HotCounter({ name: 'groupchat_proxy_ack_total', help: 'Acks returned to publishers', labelNames: ['status'] });
+const ackedWith = Object.values(peer.PublishStatus).filter((v): v is number => typeof v === 'number')
+  .map((status) => acks.cell({ status: peer.PublishStatus[status]! }));
+const ackedWithOther = acks.cell({ status: 'unknown' });
 const rerouted = new Counter({ name: 'groupchat_proxy_reroute_total', help: 'Publishes re-sent to another broker replica', registers: [metrics] });
-const pendingGauge = new Gauge({ name: 'groupchat_proxy_pending', help: 'Publishes awaiting a broker ack', registers: [metrics] });
+const pendingGauge = sampledGauge({ name: 'groupchat_proxy_pending', help: 'Publishes awaiting a broker ack' });
 const openCircuits = new Gauge({ name: 'groupchat_proxy_open_circuits', help: 'Broker replicas this proxy routes around', registers: [metrics] });
+
+function countAck(status: number): void {
+  (ackedWith[status] ?? ackedWithOther).count++;
+}
+
+/** How each kind of request travels: its PeerFrame tag and where its correlation is. */
+const PUBLISH = { frameTag: PUBLISH_FRAME_TAG, correlationField: PUBLISH_CORRELATION_FIELD } as const;
+const HISTORY = { frameTag: HISTORY_REQUEST_FRAME_TAG, correlationField: HISTORY_REQUEST_CORRELATION_FIELD } as const;
 
 interface Pending {
   origin: PeerLink;
   originCorrelation: number;
   roomId: number;
-  /** The frame to send a broker, with this proxy's correlation. */
-  toBroker: (correlation: number) => PeerFrameInit;
-  /** The answer to the origin when no broker could be reached. */
-  noRoute: () => PeerFrameInit;
+  kind: typeof PUBLISH | typeof HISTORY;
+  /** The request's message bytes, as the origin sent them; the correlation is appended per hop. */
+  request: Uint8Array;
+  /** A publish's message id, for a NO_ROUTE answer. */
+  idLow: number;
+  idHigh: number;
   brokerId: string | null;
   deadline: number;
   sentAt: number;
@@ -45,6 +65,7 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
   const server = new PeerServer(ctx.self);
   const brokers = new PeerPool(ctx.self);
   const pending = new Map<number, Pending>();
+  pendingGauge.source = () => pending.size;
   const paused = new Set<PeerLink>();
   let nextCorrelation = 1;
   const health = new ReplicaHealth();
@@ -69,8 +90,8 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
       entry.brokerId = null;
       if (Date.now() > entry.deadline) {
         pending.delete(correlation);
-        acked.inc({ status: 'NO_ROUTE' });
-        entry.origin.send(entry.noRoute());
+        countAck(peer.PublishStatus.NO_ROUTE);
+        entry.origin.send(noRoute(entry));
         return;
       }
       setTimeout(() => { if (pending.get(correlation) === entry) route(correlation, entry); }, ROUTE_RETRY_MS);
@@ -79,7 +100,7 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     entry.brokerId = target.id;
     entry.sentAt = Date.now();
     entry.slowCounted = false;
-    const accepted = link.send(entry.toBroker(correlation));
+    const accepted = link.sendEncoded(withCorrelation(entry.kind.frameTag, entry.request, entry.kind.correlationField, correlation));
     if (!accepted && !paused.has(entry.origin)) {
       // Back-pressure: stop reading this publisher until the broker drains.
       paused.add(entry.origin);
@@ -87,24 +108,37 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     }
   };
 
+  /** The broker's answer for correlation: the entry to answer, or null when it was re-routed (or is unknown). */
+  const settle = (correlation: number, status: number): Pending | null => {
+    const entry = pending.get(correlation);
+    if (!entry) return null;
+    if (status === peer.PublishStatus.WRONG_PARTITION) {
+      rerouted.inc();
+      setTimeout(() => { if (pending.get(correlation) === entry) route(correlation, entry); }, ROUTE_RETRY_MS);
+      return null;
+    }
+    pending.delete(correlation);
+    if (entry.brokerId) health.success(entry.brokerId, Date.now() - entry.sentAt);
+    countAck(status);
+    return entry;
+  };
+
+  const ack = new ScannedFields();
   brokers.on('up', (_member, link) => {
+    link.rawFrames = (bytes) => {
+      if (!scanFrame(bytes, PUBLISH_ACK_FRAME_TAG, ack)) return false;
+      const entry = settle(ack.correlation, ack.status);
+      entry?.origin.sendEncoded(withCorrelation(PUBLISH_ACK_FRAME_TAG, ack.message, PUBLISH_ACK_CORRELATION_FIELD, entry.originCorrelation));
+      return true;
+    };
     link.on('frame', (frame) => {
-      if (frame.body !== 'publishAck' && frame.body !== 'historyReply') return;
-      const answer = frame.body === 'publishAck' ? frame.publishAck : frame.historyReply;
-      const entry = pending.get(answer.correlation);
-      if (!entry) return;
-      if (answer.status === peer.PublishStatus.WRONG_PARTITION) {
-        rerouted.inc();
-        setTimeout(() => { if (pending.get(answer.correlation) === entry) route(answer.correlation, entry); }, ROUTE_RETRY_MS);
-        return;
+      if (frame.body === 'publishAck') {
+        const entry = settle(frame.publishAck.correlation, frame.publishAck.status);
+        entry?.origin.send({ publishAck: { ...frame.publishAck, correlation: entry.originCorrelation } });
+      } else if (frame.body === 'historyReply') {
+        const entry = settle(frame.historyReply.correlation, frame.historyReply.status);
+        entry?.origin.send({ historyReply: { ...frame.historyReply, correlation: entry.originCorrelation } });
       }
-      pending.delete(answer.correlation);
-      pendingGauge.set(pending.size);
-      if (entry.brokerId) health.success(entry.brokerId, Date.now() - entry.sentAt);
-      acked.inc({ status: peer.PublishStatus[answer.status] ?? String(answer.status) });
-      entry.origin.send(frame.body === 'publishAck'
-        ? { publishAck: { ...frame.publishAck, correlation: entry.originCorrelation } }
-        : { historyReply: { ...frame.historyReply, correlation: entry.originCorrelation } });
     });
     link.on('drain', () => {
       for (const origin of paused) origin.socket.resume();
@@ -123,47 +157,63 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     log.warn({ broker: member.id, rerouted: count }, 'broker link down; publishes re-routed');
   });
 
+  const accept = (origin: PeerLink, kind: Pending['kind'], request: Uint8Array, fields: ScannedFields) => {
+    const correlation = nextCorrelation;
+    nextCorrelation = nextCorrelation >= 0xffffffff ? 1 : nextCorrelation + 1;
+    const entry: Pending = {
+      origin, originCorrelation: fields.correlation, roomId: fields.roomId, kind, request, idLow: fields.idLow, idHigh: fields.idHigh,
+      brokerId: null, deadline: Date.now() + ROUTE_DEADLINE_MS, sentAt: 0, slowCounted: false,
+    };
+    pending.set(correlation, entry);
+    route(correlation, entry);
+  };
+  const acceptPublish = (origin: PeerLink, fields: ScannedFields) => {
+    published.count++;
+    if (fields.roomId === 0 || fields.payloadLength > MAX_PAYLOAD_BYTES) {
+      const messageId = Long.fromBits(fields.idLow, fields.idHigh, true);
+      origin.send({ publishAck: { messageId, correlation: fields.correlation, status: peer.PublishStatus.REJECTED } });
+      return;
+    }
+    accept(origin, PUBLISH, fields.message, fields);
+  };
+
+  const publish = new ScannedFields();
   server.on('link', (origin) => {
-    const accept = (entry: Omit<Pending, 'brokerId' | 'deadline' | 'sentAt' | 'slowCounted'>) => {
-      const correlation = nextCorrelation;
-      nextCorrelation = nextCorrelation >= 0xffffffff ? 1 : nextCorrelation + 1;
-      const full: Pending = { ...entry, brokerId: null, deadline: Date.now() + ROUTE_DEADLINE_MS, sentAt: 0, slowCounted: false };
-      pending.set(correlation, full);
-      pendingGauge.set(pending.size);
-      route(correlation, full);
+    origin.rawFrames = (bytes) => {
+      if (!scanFrame(bytes, PUBLISH_FRAME_TAG, publish)) return false;
+      acceptPublish(origin, publish);
+      return true;
     };
     origin.on('frame', (frame) => {
+      // What the scanner left to the decoder: the same requests, re-encoded plainly.
+      const fields = new ScannedFields();
       if (frame.body === 'historyRequest') {
-        const request = frame.historyRequest;
-        accept({
-          origin, originCorrelation: request.correlation, roomId: request.roomId,
-          toBroker: (correlation) => ({ historyRequest: { ...request, correlation } }),
-          noRoute: () => ({ historyReply: { correlation: request.correlation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE } }),
-        });
+        fields.correlation = frame.historyRequest.correlation;
+        fields.roomId = frame.historyRequest.roomId;
+        accept(origin, HISTORY, peer.HistoryRequest.encode(frame.historyRequest).finish(), fields);
         return;
       }
       if (frame.body !== 'publish') {
         origin.fail(10, `a proxy accepts only Publish and HistoryRequest frames, got ${frame.body}`);
         return;
       }
-      const publish = frame.publish;
-      published.inc();
-      if (publish.roomId === 0 || publish.payload.length > MAX_PAYLOAD_BYTES) {
-        origin.send({ publishAck: { messageId: publish.messageId, correlation: publish.correlation, status: peer.PublishStatus.REJECTED } });
+      if (!scanFrame(peer.PeerFrame.encode({ publish: frame.publish }).finish(), PUBLISH_FRAME_TAG, fields)) {
+        origin.fail(2, 'a Publish the proxy cannot re-encode'); // unreachable for a decoded message; never forward what is not plain
         return;
       }
-      accept({
-        origin, originCorrelation: publish.correlation, roomId: publish.roomId,
-        toBroker: (correlation) => ({ publish: { ...publish, correlation } }),
-        noRoute: () => ({ publishAck: { messageId: publish.messageId, correlation: publish.correlation, status: peer.PublishStatus.NO_ROUTE } }),
-      });
+      acceptPublish(origin, fields);
     });
     origin.on('close', () => {
       paused.delete(origin);
       for (const [correlation, entry] of pending) if (entry.origin === origin) pending.delete(correlation);
-      pendingGauge.set(pending.size);
     });
   });
+
+  function noRoute(entry: Pending): PeerFrameInit {
+    return entry.kind === PUBLISH
+      ? { publishAck: { messageId: Long.fromBits(entry.idLow, entry.idHigh, true), correlation: entry.originCorrelation, status: peer.PublishStatus.NO_ROUTE } }
+      : { historyReply: { correlation: entry.originCorrelation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE } };
+  }
 
   // Publishes a replica sits on count against it; once its circuit opens, its
   // rooms (and what it holds of theirs) move to the next replica.

@@ -43,6 +43,11 @@ export interface PeerLinkEvents {
 export class PeerLink extends EventEmitter<PeerLinkEvents> {
   remote: PeerIdentity | null = null;
   closed = false;
+  /**
+   * A role's hot path may take frames as bytes (after the Hello): it returns
+   * true for a frame it handled, false to have the link decode it as usual.
+   */
+  rawFrames: ((bytes: Buffer) => boolean) | null = null;
   private readonly decoder: FrameDecoder;
   private batch: ReturnType<typeof Writer.create> | null = null;
   private batchBytes = 0;
@@ -196,6 +201,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     }
     for (const bytes of frames) {
       if (this.closed) return;
+      if (this.remote && this.rawFrames?.(bytes)) continue;
       let frame: PeerFrame;
       try {
         frame = decodePeerFrame(bytes);
