@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { decodePeerFrame, Long, peer } from '../../workloads/protocol/index.js';
 import {
   HISTORY_REQUEST_CORRELATION_FIELD, HISTORY_REQUEST_FRAME_TAG, PUBLISH_ACK_CORRELATION_FIELD, PUBLISH_ACK_FRAME_TAG,
-  PUBLISH_CORRELATION_FIELD, PUBLISH_FRAME_TAG, scanFrame, ScannedFields, withCorrelation,
+  encodePublishAck, PUBLISH_CORRELATION_FIELD, PUBLISH_FRAME_TAG, scanFrame, ScannedFields, withCorrelation,
 } from '../../workloads/protocol/wire-scan.js';
 import { messageArb, mutate, mutation, PeerFrameType, plain } from '../support/arbitraries.js';
 
@@ -77,6 +77,14 @@ describe('wire scan', () => {
       expect(scanFrame(peer.PeerFrame.encode({ publishAck }).finish(), PUBLISH_ACK_FRAME_TAG, scanned)).toBe(true);
       const answered = decodePeerFrame(withCorrelation(PUBLISH_ACK_FRAME_TAG, scanned.message, PUBLISH_ACK_CORRELATION_FIELD, correlation));
       expect(answered.body === 'publishAck' && answered.publishAck.correlation).toBe(correlation);
+    }), { numRuns: 2000 });
+  });
+
+  test('encodePublishAck decodes to the ack it was given', () => {
+    fc.assert(fc.property(u32, u32, u32, fc.constantFrom(...Object.values(peer.PublishStatus).filter((v) => typeof v === 'number')), (low, high, correlation, status) => {
+      const frame = decodePeerFrame(encodePublishAck(low, high, correlation, status));
+      if (frame.body !== 'publishAck') throw new Error(`decoded as ${frame.body}`);
+      expect(plain(frame.publishAck)).toEqual(plain({ messageId: Long.fromBits(low, high, true), correlation, status }));
     }), { numRuns: 2000 });
   });
 

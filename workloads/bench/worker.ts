@@ -7,6 +7,7 @@ import { io, type Socket as IoSocket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { Snowflake, workerIdFor } from '../ids/snowflake.js';
 import { client, peer } from '../protocol/index.js';
+import { PUBLISH_ACK_FRAME_TAG, scanFrame, ScannedFields } from '../protocol/wire-scan.js';
 import { Publisher } from '../sdk/publisher.js';
 import { PeerClient } from '../transport/peer-client.js';
 import type { PeerLink } from '../transport/peer-link.js';
@@ -186,14 +187,18 @@ function groupchatRawSender(targets: string[], worker: number, payloadBytes: num
   const waiting = new Map<number, (ok: boolean) => void>();
   let correlation = 1;
   let rotation = 0;
+  const settle = (correlation: number, status: number) => {
+    const done = waiting.get(correlation);
+    if (!done) return;
+    waiting.delete(correlation);
+    done(status === peer.PublishStatus.DELIVERED);
+  };
+  const ack = new ScannedFields();
   for (const c of clients) {
-    c.on('up', (link: PeerLink) => link.on('frame', (frame) => {
-      if (frame.body !== 'publishAck') return;
-      const done = waiting.get(frame.publishAck.correlation);
-      if (!done) return;
-      waiting.delete(frame.publishAck.correlation);
-      done(frame.publishAck.status === peer.PublishStatus.DELIVERED);
-    }));
+    c.on('up', (link: PeerLink) => {
+      link.rawFrames = (bytes) => scanFrame(bytes, PUBLISH_ACK_FRAME_TAG, ack) && (settle(ack.correlation, ack.status), true);
+      link.on('frame', (frame) => { if (frame.body === 'publishAck') settle(frame.publishAck.correlation, frame.publishAck.status); });
+    });
     c.on('down', () => { for (const done of waiting.values()) done(false); waiting.clear(); });
   }
   return {

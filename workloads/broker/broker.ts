@@ -24,6 +24,7 @@ import { PeerServer } from '../transport/peer-server.js';
 import { GatewayChannel, Obligation } from './gateway-channel.js';
 import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
 import { RoomHistory } from './room-history.js';
+import { encodePublishAck } from '../protocol/wire-scan.js';
 import { RoomTable } from './room-table.js';
 
 const DEDUP_ENTRIES = 200_000;
@@ -92,7 +93,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     fanoutSize.observe(targets.length);
     const obligation = new Obligation(targets.length, done);
     // Encode once per distinct mask: every gateway of an unsplit room shares one frame.
-    const whole = share ? null : peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: ALL_VROOMS } }).finish();
+    const whole = share || targets.length === 0 ? null : peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: ALL_VROOMS } }).finish();
     const bySplitMask = share ? new Map<string, Uint8Array>() : null;
     for (const target of targets) {
       let body = whole;
@@ -142,7 +143,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
 
   const onPublish = (link: PeerLink, publish: Publish) => {
     const topology = registry.topology().roles.broker;
-    const ack = (status: number) => link.send({ publishAck: { messageId: publish.messageId, correlation: publish.correlation, status } });
+    const ack = (status: number) => link.sendEncoded(encodePublishAck(publish.messageId.low, publish.messageId.high, publish.correlation, status));
     if (partitionOf(publish.roomId, topology.partitions) !== partition) {
       publishedBy.wrongPartition.count++;
       ack(peer.PublishStatus.WRONG_PARTITION);

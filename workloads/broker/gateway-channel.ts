@@ -3,8 +3,8 @@
 // DeliveryAck covers them; after a reconnect everything inflight is sent
 // again (the gateway drops repeats by message id), so a link that blips loses
 // nothing. How eagerly it sends depends on how far behind the gateway is (the
-// seed author's proposal): under 100 pending, batches every 1 ms; up to 1,000,
-// every 10 ms; beyond, it stops pushing and sends only as acks return (the
+// seed author's proposal): under 100 pending, at the end of the event-loop
+// turn (the link writes all of a turn's frames at once); up to 1,000, every 10 ms; beyond, it stops pushing and sends only as acks return (the
 // gateway pulls). CRITICAL deliveries skip the wait. The queue has a hard
 // bound: past it a delivery is refused, and the users there recover the gap
 // from the room sequence. Only a gateway that left the registry releases
@@ -53,6 +53,7 @@ export class GatewayChannel {
   private readonly inflight = new Fifo<Pending>();
   private ackedOnLink = 0;
   private timer: NodeJS.Timeout | null = null;
+  private flushThisTurn = false;
   private mode: FlowMode = 'push';
   /** Deliveries refused because the queue was full. */
   refused = 0;
@@ -103,9 +104,15 @@ export class GatewayChannel {
       this.mode = mode;
       modeChanges.inc({ mode });
     }
-    if (this.timer) return;
+    if (this.timer || this.flushThisTurn) return;
+    if (mode === 'push') {
+      // A timer here would cost a wake-up of its own per message and a millisecond of latency.
+      this.flushThisTurn = true;
+      setImmediate(() => { this.flushThisTurn = false; this.flush(); });
+      return;
+    }
     // In pull mode acks drive sending; a slow timer still covers a lost ack.
-    const delay = mode === 'push' ? 1 : mode === 'batch' ? 10 : 100;
+    const delay = mode === 'batch' ? 10 : 100;
     this.timer = setTimeout(() => { this.timer = null; this.flush(); }, delay);
   }
 

@@ -41,6 +41,8 @@ const DEDUP_ENTRIES = 100_000;
 const MAX_DISPLAY_NAME = 64;
 const MAX_ROOMS_PER_SESSION = 1000;
 const MAX_EARLY_FRAMES = 64;
+/** A busy gateway writes each connection at most once per this many milliseconds. */
+const COALESCE_MS = 1;
 /** The synthetic user's id in its probe room (no real user logs in as it: ids are > 0 and this one has no socket). */
 const PROBE_USER_ID = 0xffffffff;
 
@@ -117,9 +119,14 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   const seen = new RecentIds<Long>(DEDUP_ENTRIES);
 
   // Every frame a connection gets in one event-loop turn leaves in one write
-  // at the end of the turn.
+  // at the end of the turn. Nagle's rule at event-loop scale: a gateway that
+  // flushed less than a millisecond ago is busy, so it waits out that
+  // millisecond and a connection's frames of several turns share a write; an
+  // idle one writes at once.
   const flushing: Session[] = [];
+  let lastFlushAt = 0;
   const flushAll = () => {
+    lastFlushAt = performance.now();
     for (const session of flushing.splice(0)) flush(session);
   };
   const flush = (session: Session) => {
@@ -138,7 +145,10 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   };
   const send = (session: Session, frame: Buffer) => {
     if (session.outbox.length === 0) {
-      if (flushing.length === 0) setImmediate(flushAll);
+      if (flushing.length === 0) {
+        if (performance.now() - lastFlushAt >= COALESCE_MS) setImmediate(flushAll);
+        else setTimeout(flushAll, COALESCE_MS);
+      }
       flushing.push(session);
     }
     session.outbox.push(frame);

@@ -1,6 +1,6 @@
 // The proxy's hot path reads a Publish and a PublishAck without decoding them
 // into objects: it needs a few scalar fields, and it passes the message on as
-// the bytes it received. To give the message its own correlation it appends
+// the bytes it received; a broker writes each PublishAck directly. To give the message its own correlation it appends
 // the field again: protobuf takes the last value of a scalar field that occurs
 // more than once (a documented rule of the encoding), so the broker and the
 // publisher decode the appended one. Whatever these scanners do not recognise
@@ -142,5 +142,23 @@ export function withCorrelation(frameTag: number, message: Uint8Array, correlati
   offset += message.length;
   frame[offset++] = correlationField << 3;
   writeVarint(frame, offset, correlation);
+  return frame;
+}
+
+/** A PeerFrame holding PublishAck { message_id, correlation, status } (a zero status is left out, as proto3 does). */
+export function encodePublishAck(idLow: number, idHigh: number, correlation: number, status: number): Uint8Array {
+  const inner = 9 + 1 + varintLength(correlation >>> 0) + (status === 0 ? 0 : 1 + varintLength(status));
+  const frame = Buffer.allocUnsafe(2 + inner);
+  frame[0] = PUBLISH_ACK_FRAME_TAG;
+  frame[1] = inner; // at most 9 + 1 + 5 + 1 + 5 bytes: one varint byte
+  frame[2] = (1 << 3) | 1;
+  frame.writeUInt32LE(idLow >>> 0, 3);
+  frame.writeUInt32LE(idHigh >>> 0, 7);
+  frame[11] = PUBLISH_ACK_CORRELATION_FIELD << 3;
+  let offset = writeVarint(frame, 12, correlation >>> 0);
+  if (status !== 0) {
+    frame[offset++] = 3 << 3;
+    offset = writeVarint(frame, offset, status);
+  }
   return frame;
 }
