@@ -48,7 +48,8 @@ const refusedDeliveries = new Counter({ name: 'groupchat_broker_delivery_refused
 const queueGauge = new Gauge({ name: 'groupchat_broker_gateway_queue', help: 'Deliveries held for gateways, now', registers: [metrics] });
 const queueHighWater = new Gauge({ name: 'groupchat_broker_gateway_queue_high_water', help: 'The most deliveries ever held for one gateway', registers: [metrics] });
 
-interface DedupState { done: boolean; waiters: Array<() => void> }
+interface DedupState { done: boolean; waiters: ReadonlyArray<() => void> }
+const NO_WAITERS: ReadonlyArray<() => void> = Object.freeze([]);
 interface Forward { ownerId: string; delivery: RoomDelivery; obligation: Obligation }
 
 export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
@@ -156,7 +157,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       // A retry or a redundant copy: never fan out twice, ack when the first is done.
       publishedBy.duplicate.count++;
       if (seen.done) delivered();
-      else seen.waiters.push(delivered);
+      else (seen.waiters as Array<() => void>).push(delivered);
       return;
     }
     if (!roomLimits.take(publish.roomId)) {
@@ -174,11 +175,11 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       roomSeq: Long.fromNumber(seq, true), sequencerId, payload: publish.payload, sentAtMs: publish.sentAtMs, vroomMask: ALL_VROOMS,
       priority: publish.priority,
     };
-    history.record(delivery, seq);
+    history.record(publish.roomId, seq, peer.RoomDelivery.encode(delivery).finish());
     const finish = () => {
       state.done = true;
       for (const waiter of state.waiters) waiter();
-      state.waiters = [];
+      state.waiters = NO_WAITERS; // the id stays known for a while; its closures need not
     };
     if (table.room(publish.roomId)?.split) fanoutSplit(delivery, finish);
     else fanoutLocal(delivery, null, finish);
