@@ -91,14 +91,19 @@ export function summarize(h: Histogram): LatencySummary {
 
 // ---- IPC between the coordinator and a load worker ----
 
-export interface UserSpec { id: number; url: string; rooms: number[] }
+/** inbox: rooms are one-to-one conversations (audit labels), not joined; messages come one-to-one. */
+export interface UserSpec { id: number; url: string; rooms: number[]; inbox?: boolean }
+
+/** One-to-one sending: conversation rooms[i] is written by senders[i] to recipients[i]. */
+export interface DirectPlan { senders: UserSpec[]; recipients: number[] }
 
 export type ToWorker =
   | { type: 'users'; system: SystemName; users: UserSpec[]; concurrency: number; localAddresses: string[]; storm: boolean }
-  | { type: 'warmup'; system: SystemName; targets: string[]; rooms: number[] }
+  | { type: 'warmup'; system: SystemName; targets: string[]; rooms: number[]; direct: DirectPlan | null }
   | {
     type: 'publish'; system: SystemName; targets: string[]; rooms: number[]; worker: number; publishers: number;
     durationMs: number; rate: number | null; window: number; maxMessages: number; payloadBytes: number; raw: boolean;
+    direct: DirectPlan | null;
   }
   | { type: 'refs'; rooms: Array<{ room: number; user: number }> }
   | { type: 'audit'; refs: Array<[number, Uint32Array]>; summary: PublishedSummary }

@@ -192,7 +192,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 function specsFor(users: PlannedUser[], system: SystemHandle): UserSpec[] {
-  return users.map((u) => ({ id: u.id, rooms: u.rooms, url: system.userUrls[u.gateway % system.userUrls.length]! }));
+  return users.map((u) => ({ id: u.id, rooms: u.rooms, url: system.userUrls[u.gateway % system.userUrls.length]!, ...(u.inbox ? { inbox: true } : {}) }));
 }
 
 /** Waits while showing progress until done() or the bound passes. */
@@ -318,6 +318,7 @@ async function drive(
   // Message scenarios: connect, pass a membership barrier, publish, drain, audit.
   const targets = p.scenario === 'ingest' ? system.publishTargets.slice(0, 1) : system.publishTargets;
   const pairs = sum(p.users.map((u) => u.rooms.length));
+  const direct = p.direct ? { senders: specsFor(p.direct.senders, system), recipients: p.direct.recipients } : null;
   if (p.users.length) {
     const c = await connectAll(system, p.users, workers, o, view, false, 'connecting users');
     if (c.failed) throw new Error(`${c.failed} of ${p.users.length} users failed to connect: ${c.errors.join('; ')}`);
@@ -327,7 +328,7 @@ async function drive(
     const warmedNow = () => sum(workers.map((w) => w.progress.warmed));
     const converged = await (async () => {
       for (let attempt = 0; attempt < 15; attempt++) {
-        publishers[0]!.send({ type: 'warmup', system: system.name, targets, rooms: [...new Set(p.publishRooms)] });
+        publishers[0]!.send({ type: 'warmup', system: system.name, targets, rooms: [...new Set(p.publishRooms)], direct });
         if (await watch(view, 2000, () => ({ value: warmedNow(), done: warmedNow() >= pairs }))) return true;
       }
       return false;
@@ -341,7 +342,7 @@ async function drive(
   publishers.forEach((w, i) => w.send({
     type: 'publish', system: system.name, targets, rooms: p.publishRooms, worker: i, publishers: publishers.length,
     durationMs: o.durationSec * 1000, rate: o.rate, window: o.window, maxMessages: o.maxMessages, payloadBytes: o.payloadBytes,
-    raw: o.raw && system.name === 'groupchat',
+    raw: o.raw && system.name === 'groupchat', direct,
   }));
   const done = Promise.all(publishers.map((w) => w.next('published')));
   let finished = false;

@@ -3,7 +3,8 @@
 // systems, so they see the same clients, rooms, payloads and rates.
 import type { ScenarioName } from './common.js';
 
-export interface PlannedUser { id: number; rooms: number[]; gateway: number }
+/** inbox: its rooms are one-to-one conversations (labels for the audit), not joined; messages reach it one-to-one. */
+export interface PlannedUser { id: number; rooms: number[]; gateway: number; inbox?: boolean }
 
 export interface Plan {
   scenario: ScenarioName;
@@ -13,6 +14,8 @@ export interface Plan {
   splitThreshold: number;
   /** Users kept apart from the measured ones (idle: the warm-up connections). */
   warmupUsers: PlannedUser[];
+  /** direct: the user who sends conversation publishRooms[i] is senders[i], to recipients[i]. */
+  direct: { senders: PlannedUser[]; recipients: number[] } | null;
   describe: string;
 }
 
@@ -40,7 +43,7 @@ export function plan(scenario: ScenarioName, o: PlanOptions): Plan {
       const rooms = Math.max(1, Math.floor(o.users / size));
       for (let i = 0; i < rooms * size; i++) users.push({ id: idOf(i), rooms: [ROOM_BASE + Math.floor(i / size)], gateway: i % o.gateways });
       return {
-        scenario, users, publishRooms: range(ROOM_BASE, rooms), splitThreshold: o.splitThreshold ?? 1000, warmupUsers: [],
+        scenario, users, publishRooms: range(ROOM_BASE, rooms), splitThreshold: o.splitThreshold ?? 1000, warmupUsers: [], direct: null,
         describe: `${rooms} rooms of ${size} members (${users.length} users over ${o.gateways} gateways); each message goes to one room, rooms in turn`,
       };
     }
@@ -49,26 +52,28 @@ export function plan(scenario: ScenarioName, o: PlanOptions): Plan {
       for (let i = 0; i < o.users; i++) users.push({ id: idOf(i), rooms: [room], gateway: i % o.gateways });
       const threshold = o.splitThreshold ?? Math.max(1, Math.floor(o.users / 2));
       return {
-        scenario, users, publishRooms: [room], splitThreshold: threshold, warmupUsers: [],
+        scenario, users, publishRooms: [room], splitThreshold: threshold, warmupUsers: [], direct: null,
         describe: `one room of ${o.users} members over ${o.gateways} gateways; groupchat splits it into 64 virtual rooms (split threshold ${threshold})`,
       };
     }
     case 'direct': {
-      // One-to-one, modelled as two-member rooms (written before the Relay role; it does not go through it).
+      // Conversation p: its sender (held by the publisher process) writes one-to-one to its recipient, on another gateway.
       const pairs = Math.max(1, Math.floor(o.users / 2));
+      const senders: PlannedUser[] = [];
       for (let p = 0; p < pairs; p++) {
-        users.push({ id: idOf(2 * p), rooms: [ROOM_BASE + p], gateway: 0 });
-        users.push({ id: idOf(2 * p + 1), rooms: [ROOM_BASE + p], gateway: 1 % o.gateways });
+        senders.push({ id: idOf(2 * p), rooms: [], gateway: 0 });
+        users.push({ id: idOf(2 * p + 1), rooms: [ROOM_BASE + p], gateway: 1 % o.gateways, inbox: true });
       }
       return {
         scenario, users, publishRooms: range(ROOM_BASE, pairs), splitThreshold: o.splitThreshold ?? 1000, warmupUsers: [],
-        describe: `${pairs} one-to-one conversations, modelled as two-member rooms (not through the Relay role), the two users on different gateways`,
+        direct: { senders, recipients: users.map((u) => u.id) },
+        describe: `${pairs} one-to-one conversations, the sender and the recipient on different gateways; groupchat stores each message (Xiu, Pi) before the Relay pushes it`,
       };
     }
     case 'connect':
       for (let i = 0; i < o.users; i++) users.push({ id: idOf(i), rooms: [ROOM_BASE + (i % 100)], gateway: i % o.gateways });
       return {
-        scenario, users, publishRooms: [], splitThreshold: o.splitThreshold ?? 1000, warmupUsers: [],
+        scenario, users, publishRooms: [], splitThreshold: o.splitThreshold ?? 1000, warmupUsers: [], direct: null,
         describe: `${o.users} clients connect, log in and join one of 100 rooms as fast as the system lets them`,
       };
     case 'idle': {
@@ -76,13 +81,13 @@ export function plan(scenario: ScenarioName, o: PlanOptions): Plan {
       const warmupUsers = range(0, 100).map((i) => ({ id: idOf(i), rooms: [ROOM_BASE + (i % 100)], gateway: 0 }));
       for (let i = 100; i < 100 + o.users; i++) users.push({ id: idOf(i), rooms: [ROOM_BASE + (i % 100)], gateway: 0 });
       return {
-        scenario, users, publishRooms: [], splitThreshold: o.splitThreshold ?? 1000, warmupUsers,
+        scenario, users, publishRooms: [], splitThreshold: o.splitThreshold ?? 1000, warmupUsers, direct: null,
         describe: `${o.users} idle connections (logged in, one of 100 rooms joined) on one gateway, after 100 warm-up connections`,
       };
     }
     case 'ingest':
       return {
-        scenario, users: [], publishRooms: range(2_000_000, 1000), splitThreshold: o.splitThreshold ?? 1000, warmupUsers: [],
+        scenario, users: [], publishRooms: range(2_000_000, 1000), splitThreshold: o.splitThreshold ?? 1000, warmupUsers: [], direct: null,
         describe: 'pipelined publishes into 1000 rooms without members, all through one proxy (Socket.IO: one server)',
       };
   }

@@ -1,7 +1,8 @@
 // The peer system of `groupchat bench --compare socketio`: one Socket.IO
 // server process, its rooms shared with the other processes through
 // @socket.io/redis-adapter. The same operations as groupchat's protocol:
-// login, join a room, and publish to a room (acked once broadcast).
+// login, join a room, publish to a room (acked once broadcast), and send
+// one-to-one (to the recipient's own room, which every login joins).
 // Forked by the bench: `node socketio-server.js <port> <redis-url>`; reports
 // `{ listening: port }` over IPC and exits when the bench goes.
 import http from 'node:http';
@@ -30,6 +31,7 @@ const ioServer = new Server(httpServer, {
 ioServer.on('connection', (socket) => {
   socket.on('login', (userId: number, ack: () => void) => {
     socket.data.userId = userId;
+    void socket.join(`u${userId}`);
     ack();
   });
   socket.on('join', (room: number, ack: () => void) => {
@@ -38,6 +40,10 @@ ioServer.on('connection', (socket) => {
   });
   socket.on('publish', (room: number, msg: unknown, ack?: () => void) => {
     ioServer.to(`r${room}`).emit('m', room, msg);
+    ack?.();
+  });
+  socket.on('direct', (toUser: number, conversation: number, msg: unknown, ack?: () => void) => {
+    ioServer.to(`u${toUser}`).emit('m', conversation, msg);
     ack?.();
   });
 });

@@ -3,7 +3,7 @@
 // peer, Socket.IO with @socket.io/redis-adapter on two server processes (as
 // groupchat has two gateways) and a redis-server on a free port.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,9 +64,11 @@ export function openFilesLimit(): { soft: number; hard: number } {
 }
 
 export async function startGroupchat(o: SystemOptions): Promise<SystemHandle> {
+  // Logs and store data of one run: kept when the cluster fails to start (the error names the folder), removed after.
+  const logDir = mkdtempSync(join(tmpdir(), 'groupchat-bench-'));
   const cluster = new LocalCluster({
     partitions: 2, replicas: 2, proxies: 2, gateways: o.gateways, routers: 2, splitThreshold: o.splitThreshold,
-    host: '127.0.0.1', webPort: 0, logDir: mkdtempSync(join(tmpdir(), 'groupchat-bench-')), restartDelayMs: 1000,
+    host: '127.0.0.1', webPort: 0, logDir, restartDelayMs: 1000,
     entry: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
   });
   let ready: Awaited<ReturnType<LocalCluster['start']>>;
@@ -81,7 +83,10 @@ export async function startGroupchat(o: SystemOptions): Promise<SystemHandle> {
     userUrls: ready.gateways,
     publishTargets: ready.proxies,
     processes: () => cluster.status().processes.flatMap((p) => (p.pid ? [{ role: p.role, name: p.name, pid: p.pid }] : [])),
-    stop: () => cluster.stop(),
+    stop: async () => {
+      await cluster.stop();
+      rmSync(logDir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -13,7 +13,7 @@ import { PeerClient } from '../transport/peer-client.js';
 import type { PeerLink } from '../transport/peer-link.js';
 import {
   binaryPayload, encodeHistogram, expectedPerRoom, fillerText, messageSpace, newHistogram, nowUs, WARMUP,
-  type AuditResult, type FromWorker, type JsonPayload, type SystemName, type ToWorker, type UserSpec,
+  type AuditResult, type DirectPlan, type FromWorker, type JsonPayload, type SystemName, type ToWorker, type UserSpec,
 } from './common.js';
 
 function post(message: FromWorker): void {
@@ -68,41 +68,64 @@ function onDelivery(user: UserState, roomId: number, g: number, sentUs: number):
 
 // ---- users ----
 
-/** A lean groupchat client: the protocol of docs/protocol.md over `ws`, no SDK dedup (the audit counts duplicates). */
-function connectGroupchatUser(spec: UserSpec, localAddress: string | undefined): Promise<UserState> {
+/** A lean groupchat connection: the protocol of docs/protocol.md over `ws`, logged in, no SDK dedup (the audit counts duplicates). */
+interface GroupchatConnection {
+  request(body: Record<string, unknown>): Promise<void>;
+  close(): void;
+}
+
+function openGroupchat(
+  spec: UserSpec, localAddress: string | undefined, onFrame: (frame: ReturnType<typeof client.ServerFrame.decode>) => void,
+): Promise<GroupchatConnection> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(spec.url, { perMessageDeflate: false, ...(localAddress ? { localAddress } : {}) });
-    const user: UserState = { spec, received: new Map(), warmed: new Set(), close: () => ws.terminate() };
     const pending = new Map<number, (code: number, message: string) => void>();
     let nextRequest = 1;
-    const request = (body: Record<string, unknown>) => new Promise<void>((ok, fail) => {
-      const requestId = nextRequest++;
-      pending.set(requestId, (code, message) => (code === 0 ? ok() : fail(new Error(`${client.ErrorCode[code]}: ${message}`))));
-      ws.send(client.ClientFrame.encode({ requestId, ...body }).finish());
-    });
+    const connection: GroupchatConnection = {
+      request: (body) => new Promise<void>((ok, fail) => {
+        const requestId = nextRequest++;
+        pending.set(requestId, (code, message) => (code === 0 ? ok() : fail(new Error(`${client.ErrorCode[code]}: ${message}`))));
+        ws.send(client.ClientFrame.encode({ requestId, ...body }).finish());
+      }),
+      close: () => ws.terminate(),
+    };
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: Buffer) => {
       const frame = client.ServerFrame.decode(data);
-      const d = frame.delivery;
-      if (d) {
-        const payload = d.payload as Buffer;
-        onDelivery(user, d.roomId!, payload.readUInt32LE(0), payload.readDoubleLE(4));
-      } else if (frame.reply) {
+      if (frame.reply) {
         const done = pending.get(frame.reply.requestId ?? 0);
         pending.delete(frame.reply.requestId ?? 0);
         done?.(frame.reply.code ?? 0, frame.reply.message ?? '');
+      } else {
+        onFrame(frame);
       }
     });
     ws.once('error', reject);
     ws.once('close', () => { for (const done of pending.values()) done(-1, 'closed'); pending.clear(); });
     ws.once('open', () => {
-      void (async () => {
-        await request({ login: { userId: spec.id, displayName: `u${spec.id}` } });
-        for (const roomId of spec.rooms) await request({ join: { roomId } });
-        resolve(user);
-      })().catch((err: Error) => { ws.terminate(); reject(err); });
+      connection.request({ login: { userId: spec.id, displayName: `u${spec.id}` } })
+        .then(() => resolve(connection), (err: Error) => { ws.terminate(); reject(err); });
     });
   });
+}
+
+async function connectGroupchatUser(spec: UserSpec, localAddress: string | undefined): Promise<UserState> {
+  const user: UserState = { spec, received: new Map(), warmed: new Set(), close: () => connection.close() };
+  // A one-to-one recipient has one conversation: whatever reaches its inbox belongs to it.
+  const conversation = spec.inbox ? spec.rooms[0]! : 0;
+  const connection = await openGroupchat(spec, localAddress, (frame) => {
+    const message = frame.delivery ?? (spec.inbox ? frame.inbox : null);
+    if (!message) return;
+    const payload = message.payload as Buffer;
+    onDelivery(user, frame.delivery ? frame.delivery.roomId! : conversation, payload.readUInt32LE(0), payload.readDoubleLE(4));
+  });
+  try {
+    if (!spec.inbox) for (const roomId of spec.rooms) await connection.request({ join: { roomId } });
+  } catch (err) {
+    connection.close();
+    throw err;
+  }
+  return user;
 }
 
 function connectSocketIoUser(spec: UserSpec, localAddress: string | undefined): Promise<UserState> {
@@ -117,7 +140,7 @@ function connectSocketIoUser(spec: UserSpec, localAddress: string | undefined): 
     socket.once('connect', () => {
       void (async () => {
         await socket.timeout(20_000).emitWithAck('login', spec.id);
-        for (const room of spec.rooms) await socket.timeout(20_000).emitWithAck('join', room);
+        if (!spec.inbox) for (const room of spec.rooms) await socket.timeout(20_000).emitWithAck('join', room);
         resolve(user);
       })().catch((err: Error) => { socket.disconnect(); reject(err); });
     });
@@ -238,15 +261,68 @@ function socketIoSender(targets: string[], payloadBytes: number): Sender {
   };
 }
 
-function makeSender(system: SystemName, targets: string[], worker: number, payloadBytes: number, raw: boolean): Sender {
-  if (system === 'socketio') return socketIoSender(targets, payloadBytes);
-  return raw ? groupchatRawSender(targets, worker, payloadBytes) : groupchatSdkSender(targets, worker, payloadBytes);
+/**
+ * One-to-one: each conversation's sender is a user connection of its own
+ * (groupchat: a Direct request, answered once stored; Socket.IO: an emit to the
+ * recipient's own room, acked once emitted). Conversation rooms[i] is written
+ * by direct.senders[i] to direct.recipients[i].
+ */
+function directSender(system: SystemName, direct: DirectPlan, rooms: number[], payloadBytes: number): Sender {
+  const filler = Buffer.from(fillerText(payloadBytes));
+  const text = fillerText(payloadBytes);
+  const byRoom = new Map(rooms.map((room, i) => [room, i]));
+  const send: Array<(g: number, done: (ok: boolean) => void) => void> = [];
+  const closers: Array<() => void> = [];
+  const opening = (async () => {
+    let next = 0;
+    const lane = async () => {
+      while (next < direct.senders.length) {
+        const i = next++;
+        const spec = direct.senders[i]!;
+        const toUserId = direct.recipients[i]!;
+        if (system === 'groupchat') {
+          const connection = await openGroupchat(spec, undefined, () => {});
+          closers.push(() => connection.close());
+          send[i] = (g, done) => void connection.request({ direct: { toUserId, payload: binaryPayload(g, nowUs(), payloadBytes, filler) } })
+            .then(() => done(true), () => done(false));
+        } else {
+          const socket: IoSocket = io(spec.url, { transports: ['websocket'], forceNew: true, reconnection: false });
+          closers.push(() => socket.disconnect());
+          await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('connect_error', reject); });
+          await socket.timeout(20_000).emitWithAck('login', spec.id);
+          send[i] = (g, done) => socket.timeout(30_000).emit('direct', toUserId, rooms[i], [g, nowUs(), text] satisfies JsonPayload,
+            (err: Error | null) => done(!err));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 50 }, lane));
+  })();
+  return {
+    ready: () => opening,
+    send(g, roomId, done) {
+      const i = byRoom.get(roomId);
+      const sendOne = i === undefined ? undefined : send[i];
+      if (!sendOne) return false;
+      sendOne(g, done);
+      return true;
+    },
+    close: () => { for (const close of closers) close(); },
+  };
+}
+
+/** The direct senders stay connected from the warm-up to the end of publishing. */
+let openDirect: Sender | null = null;
+
+function makeSender(cmd: Extract<ToWorker, { type: 'publish' }> | (Extract<ToWorker, { type: 'warmup' }> & { worker: number; payloadBytes: number; raw: false })): Sender {
+  if (cmd.direct) return (openDirect ??= directSender(cmd.system, cmd.direct, cmd.rooms, cmd.payloadBytes));
+  if (cmd.system === 'socketio') return socketIoSender(cmd.targets, cmd.payloadBytes);
+  return cmd.raw ? groupchatRawSender(cmd.targets, cmd.worker, cmd.payloadBytes) : groupchatSdkSender(cmd.targets, cmd.worker, cmd.payloadBytes);
 }
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 async function publish(cmd: Extract<ToWorker, { type: 'publish' }>): Promise<void> {
-  const sender = makeSender(cmd.system, cmd.targets, cmd.worker, cmd.payloadBytes, cmd.raw);
+  const sender = makeSender(cmd);
   await sender.ready();
   const acks = newHistogram();
   const failed: number[] = [];
@@ -301,14 +377,15 @@ async function publish(cmd: Extract<ToWorker, { type: 'publish' }>): Promise<voi
   if (linkWaits) errors.push(`publisher ${cmd.worker} waited ${linkWaits} times for a link to come back up`);
   if (failed.length) errors.push(`publisher ${cmd.worker}: ${failed.length} publishes failed (not acknowledged as delivered)`);
   sender.close();
+  openDirect = null;
   post({ type: 'published', worker: cmd.worker, count: k, failed, startUs, endUs: publishEndUs, ackHistogram: encodeHistogram(acks), errors });
 }
 
 async function warmup(cmd: Extract<ToWorker, { type: 'warmup' }>): Promise<void> {
-  const sender = makeSender(cmd.system, cmd.targets, 31, 64, false);
+  const sender = makeSender({ ...cmd, worker: 31, payloadBytes: 64, raw: false });
   await sender.ready();
   await Promise.all(cmd.rooms.map((roomId) => new Promise<void>((resolve) => { if (!sender.send(WARMUP, roomId, () => resolve())) resolve(); })));
-  sender.close();
+  if (!cmd.direct) sender.close();
 }
 
 // ---- audit ----

@@ -196,7 +196,8 @@ export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
       { key: META, value: meta },
       ...entry.ops.map((op) => (op.delete ? { key: dataKey(op.key), delete: true } : { key: dataKey(op.key), value: op.value })),
     ];
-    this.durable = this.durable.then(() => this.kv.write(writes));
+    // The store writes in call order (group commit), so the latest write's promise covers all before it.
+    this.durable = this.kv.write(writes);
     return this.durable;
   }
 
