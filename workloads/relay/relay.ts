@@ -2,7 +2,9 @@
 // online (gateways report presence), stores one-to-one messages durably
 // (payload in Xiu, MsgID in the recipient's Pi inbox) before acknowledging
 // them, and pumps each online user's inbox to its gateways in position order,
-// starting after the user's acknowledged cursor.
+// starting after the user's acknowledged cursor. A message just stored at the
+// very position a gateway needs next goes straight to it, without reading it
+// back from Pi and Xiu.
 import { Counter } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { isZeroId, Long, peer, toNumber, type PeerFrame } from '../protocol/index.js';
@@ -92,9 +94,20 @@ export async function startRelay(ctx: RoleContext): Promise<RoleInstance> {
     }
   };
 
-  const pump = (userId: number) => {
+  type InboxItem = NonNullable<Parameters<typeof peer.InboxPush.encode>[0]['items']>[number];
+  const pump = (userId: number, stored?: { position: number; item: InboxItem }) => {
     if (!pumpsFor(userId)) return;
-    for (const [gatewayId, gateway] of gateways) if (gateway.users.has(userId)) void pumpTo(userId, gatewayId);
+    for (const [gatewayId, gateway] of gateways) {
+      if (!gateway.users.has(userId)) continue;
+      const key = `${userId}@${gatewayId}`;
+      if (stored && !pumping.has(key) && pushedUpTo.get(key) === stored.position - 1 && !gateway.link.closed) {
+        gateway.link.send({ inboxPush: { userId, items: [stored.item] } });
+        pushed.inc();
+        pushedUpTo.set(key, stored.position);
+        continue;
+      }
+      void pumpTo(userId, gatewayId);
+    }
   };
 
   const onDirect = async (link: PeerLink, direct: DirectSend) => {
@@ -117,8 +130,12 @@ export async function startRelay(ctx: RoleContext): Promise<RoleInstance> {
       });
       const appended = await pi.call(direct.toUser % pi.partitions(), { piAppend: { userId: direct.toUser, msgId: stored.msgId } });
       directs.inc({ result: 'stored' });
-      reply(peer.StoreStatus.STORED, '', toNumber(appended.position));
-      pump(direct.toUser);
+      const position = toNumber(appended.position);
+      reply(peer.StoreStatus.STORED, '', position);
+      pump(direct.toUser, {
+        position,
+        item: { position, msgId: stored.msgId, senderId: direct.fromUser, payload: direct.payload, sentAtMs: direct.sentAtMs },
+      });
     } catch (err) {
       directs.inc({ result: 'failed' });
       reply(err instanceof StoreError ? err.status : peer.StoreStatus.NOT_REPLICATED, (err as Error).message);
