@@ -1,11 +1,13 @@
 // Issue 7, acceptance 3: a gateway that stops reading (SIGSTOP) does not grow
 // a broker's memory past its bound, and recovers by pulling once it reads
-// again; critical messages overtake queued chat traffic.
+// again; critical messages overtake queued chat traffic. A gateway stalled
+// past its registry TTL catches up what the brokers released for it.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { workerIdFor } from '../../workloads/ids/snowflake.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
 import { metricValue } from '../support/metrics.js';
+import { messageIdKey } from '../../workloads/protocol/index.js';
 import { connectUser, type User } from '../support/traffic.js';
 
 const QUEUE_BOUND = 2000;
@@ -80,4 +82,33 @@ describe('slow consumers', () => {
     for (const order of orders) expect(order.indexOf('CRITICAL')).toBe(0);
     publisher.close();
   });
+
+  test('a gateway dropped from the registry while stalled delivers, once back, what the brokers released for it', async () => {
+    const stalled = (await cluster.processes()).find((p) => p.name === 'gateway-1')!;
+    const publisher = new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', 32), timeoutMs: 30_000 });
+    const watchers = users.filter((_, i) => i % 2 === 1);
+    const reference = users[0]!; // on gateway-0, never stalled
+    const marks = users.map((u) => ({ from: u.received.get(77)?.length ?? 0, dropped: u.client.duplicatesDropped }));
+    process.kill(stalled.pid, 'SIGSTOP');
+    // Acknowledged once gateway-0 has them and gateway-1 has been dropped (3 s registry TTL).
+    const keys = (await Promise.all(Array.from({ length: 300 }, (_, i) => publisher.publish({ roomId: 77, payload: Buffer.from(`while dropped ${i}`) }))))
+      .map((r) => messageIdKey(r.messageId));
+    await new Promise((r) => setTimeout(r, 1000));
+    process.kill(stalled.pid, 'SIGCONT');
+    const since = (u: User) => (u.received.get(77) ?? []).slice(marks[users.indexOf(u)]!.from);
+    const wanted = new Set(keys);
+    await eventually(() => watchers.every((u) => since(u).filter((k) => wanted.has(k)).length === keys.length), 'every message on the stalled gateway');
+    const order = since(reference).filter((k) => wanted.has(k));
+    for (const u of watchers) {
+      const got = since(u).filter((k) => wanted.has(k));
+      expect(new Set(got).size).toBe(got.length); // none twice
+      expect(got).toEqual(order); // in the room's order
+      expect(u.client.duplicatesDropped).toBe(marks[users.indexOf(u)]!.dropped); // the gateway sent none twice
+    }
+    // They came from the sequencer's history: the brokers had released them when gateway-1 left.
+    const gateway = (await cluster.processes()).find((p) => p.name === 'gateway-1')!;
+    expect(await metricValue(gateway.member!.httpAddress!, 'groupchat_gateway_catch_up_total{result="delivered"}')).toBeGreaterThan(0);
+    publisher.close();
+  });
 });
+

@@ -25,6 +25,8 @@ import { MembershipReporter } from './membership-reporter.js';
 import { LatencyProbe, probeRoomOf } from './latency-probe.js';
 import { RelayChannel, RelayError, type InboxPush } from './relay-channel.js';
 import { binaryFrame } from './websocket-frame.js';
+import { CatchUp } from './catch-up.js';
+import { onReturn } from '../registry/departures.js';
 import { AuthError, loadKey, mayJoin, verifyLogin, type LoginClaims } from '../auth/tokens.js';
 import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
 import { PublishError } from '../sdk/publisher.js';
@@ -192,6 +194,15 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     }
   };
 
+  const catchUp = new CatchUp(deliver, (roomId, sequencerId, afterSeq) => publisher.history(roomId, sequencerId, afterSeq),
+    (roomId) => rooms.sessions(roomId) !== undefined, log);
+  onReturn(registry, ctx.memberId, () => void catchUp.returned(), () => catchUp.left());
+  const leaveRoom = (roomId: number, session: Session): boolean => {
+    const changed = rooms.leave(roomId, session);
+    if (changed && !rooms.sessions(roomId)) catchUp.forget(roomId);
+    return changed;
+  };
+
   /** Sends what a rejoining member missed, then the live messages held meanwhile. */
   const resume = async (session: Session, requestId: number, roomId: number, sequencerId: number, afterSeq: number) => {
     const held = session.resuming.get(roomId) ?? [];
@@ -234,7 +245,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
         link.fail(10, `a gateway accepts only RoomDelivery frames, got ${frame.body}`);
         return;
       }
-      deliver(frame.roomDelivery);
+      catchUp.receive(frame.roomDelivery);
       count++;
       if (!ackScheduled) {
         ackScheduled = true;
@@ -328,7 +339,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     if (frame.body === 'leave') {
       const { roomId } = frame.leave!;
       if (!session.rooms.delete(roomId)) return reply(session, requestId, ErrorCode.NOT_A_MEMBER, `not in room ${roomId}`);
-      if (rooms.leave(roomId, session)) reporter.schedule();
+      if (leaveRoom(roomId, session)) reporter.schedule();
       return reply(session, requestId);
     }
     const { roomId, messageId, payload } = frame.send!;
@@ -362,7 +373,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     ws.on('error', () => ws.terminate());
     ws.on('close', () => {
       connections.dec();
-      for (const roomId of session.rooms) rooms.leave(roomId, session);
+      for (const roomId of session.rooms) leaveRoom(roomId, session);
       session.rooms.clear();
       reporter.schedule();
       if (session.loggedIn) {

@@ -23,13 +23,15 @@ export function onDeparture(registry: Registry, role: Role, departed: (memberId:
 /**
  * Calls back each time memberId is back in the registry after having left it
  * (it hung past its TTL and registered again). Peers forgot its state when it
- * left, so it must send that state again.
+ * left, so it must send that state again. left, if given, is called when it
+ * drops out.
  */
-export function onReturn(registry: Registry, memberId: string, returned: () => void): void {
+export function onReturn(registry: Registry, memberId: string, returned: () => void, left?: () => void): void {
   let state: 'unseen' | 'present' | 'gone' = 'unseen';
   const check = () => {
     const present = registry.members().some((m) => m.id === memberId);
     if (present && state === 'gone') returned();
+    if (!present && state === 'present') left?.();
     state = present ? 'present' : state === 'unseen' ? 'unseen' : 'gone';
   };
   registry.on('members', check);
