@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { decodePeerFrame, Long, peer } from '../../workloads/protocol/index.js';
 import {
   HISTORY_REQUEST_CORRELATION_FIELD, HISTORY_REQUEST_FRAME_TAG, PUBLISH_ACK_CORRELATION_FIELD, PUBLISH_ACK_FRAME_TAG,
-  encodePublishAck, PUBLISH_CORRELATION_FIELD, PUBLISH_FRAME_TAG, scanFrame, ScannedFields, withCorrelation,
+  encodePublishAck, framed, PUBLISH_CORRELATION_FIELD, ROOM_DELIVERY_FRAME_TAG, PUBLISH_FRAME_TAG, scanFrame, ScannedFields, withCorrelation,
 } from '../../workloads/protocol/wire-scan.js';
 import { messageArb, mutate, mutation, PeerFrameType, plain } from '../support/arbitraries.js';
 
@@ -85,6 +85,13 @@ describe('wire scan', () => {
       const frame = decodePeerFrame(encodePublishAck(low, high, correlation, status));
       if (frame.body !== 'publishAck') throw new Error(`decoded as ${frame.body}`);
       expect(plain(frame.publishAck)).toEqual(plain({ messageId: Long.fromBits(low, high, true), correlation, status }));
+    }), { numRuns: 2000 });
+  });
+
+  test('framed wraps encoded messages as the PeerFrame encoder would', () => {
+    fc.assert(fc.property(messageArb(PeerFrameType.lookupType('RoomDelivery')), (roomDelivery) => {
+      const inner = peer.RoomDelivery.encode(roomDelivery).finish();
+      expect(Buffer.from(framed(ROOM_DELIVERY_FRAME_TAG, inner)).equals(Buffer.from(peer.PeerFrame.encode({ roomDelivery }).finish()))).toBe(true);
     }), { numRuns: 2000 });
   });
 

@@ -24,7 +24,7 @@ import { PeerServer } from '../transport/peer-server.js';
 import { GatewayChannel, Obligation } from './gateway-channel.js';
 import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
 import { RoomHistory } from './room-history.js';
-import { encodePublishAck } from '../protocol/wire-scan.js';
+import { encodePublishAck, framed, ROOM_DELIVERY_FRAME_TAG } from '../protocol/wire-scan.js';
 import { RoomTable } from './room-table.js';
 
 const DEDUP_ENTRIES = 200_000;
@@ -89,12 +89,14 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   };
 
   /** Delivers to this replica's gateways for the virtual rooms in share (null: the whole room). */
-  const fanoutLocal = (delivery: RoomDelivery, share: Long | null, done: () => void): void => {
+  /** encoded: the delivery's RoomDelivery bytes when the caller has them (an unsplit room's message, already encoded for history). */
+  const fanoutLocal = (delivery: RoomDelivery, share: Long | null, done: () => void, encoded?: Uint8Array): void => {
     const targets = table.targets(delivery.roomId, share);
     fanoutSize.observe(targets.length);
     const obligation = new Obligation(targets.length, done);
     // Encode once per distinct mask: every gateway of an unsplit room shares one frame.
-    const whole = share || targets.length === 0 ? null : peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: ALL_VROOMS } }).finish();
+    const whole = share || targets.length === 0 ? null
+      : encoded ? framed(ROOM_DELIVERY_FRAME_TAG, encoded) : peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: ALL_VROOMS } }).finish();
     const bySplitMask = share ? new Map<string, Uint8Array>() : null;
     for (const target of targets) {
       let body = whole;
@@ -175,14 +177,15 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       roomSeq: Long.fromNumber(seq, true), sequencerId, payload: publish.payload, sentAtMs: publish.sentAtMs, vroomMask: ALL_VROOMS,
       priority: publish.priority,
     };
-    history.record(publish.roomId, seq, peer.RoomDelivery.encode(delivery).finish());
+    const encoded = peer.RoomDelivery.encode(delivery).finish();
+    history.record(publish.roomId, seq, encoded);
     const finish = () => {
       state.done = true;
       for (const waiter of state.waiters) waiter();
       state.waiters = NO_WAITERS; // the id stays known for a while; its closures need not
     };
     if (table.room(publish.roomId)?.split) fanoutSplit(delivery, finish);
-    else fanoutLocal(delivery, null, finish);
+    else fanoutLocal(delivery, null, finish, encoded);
   };
 
   /** False (and nothing applied) if the update names no gateway, or one at an address no one can dial. */

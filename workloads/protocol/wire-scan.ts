@@ -1,6 +1,7 @@
 // The proxy's hot path reads a Publish and a PublishAck without decoding them
 // into objects: it needs a few scalar fields, and it passes the message on as
-// the bytes it received; a broker writes each PublishAck directly. To give the message its own correlation it appends
+// the bytes it received; a broker writes each PublishAck directly, and wraps
+// a RoomDelivery it has encoded once (for its history) as the frame it sends. To give the message its own correlation it appends
 // the field again: protobuf takes the last value of a scalar field that occurs
 // more than once (a documented rule of the encoding), so the broker and the
 // publisher decode the appended one. Whatever these scanners do not recognise
@@ -10,6 +11,7 @@
 export const PUBLISH_FRAME_TAG = (10 << 3) | 2; // one byte on the wire
 export const PUBLISH_ACK_FRAME_TAG = (11 << 3) | 2; // one byte on the wire
 export const HISTORY_REQUEST_FRAME_TAG = (25 << 3) | 2; // two bytes on the wire
+export const ROOM_DELIVERY_FRAME_TAG = (12 << 3) | 2;
 /** Field numbers of `correlation` in Publish, PublishAck and HistoryRequest (peer.proto). */
 export const PUBLISH_CORRELATION_FIELD = 6;
 export const PUBLISH_ACK_CORRELATION_FIELD = 2;
@@ -130,6 +132,14 @@ function writeVarint(into: Uint8Array, offset: number, value: number): number {
   }
   into[offset++] = value;
   return offset;
+}
+
+/** A PeerFrame holding message, already encoded, under frameTag. */
+export function framed(frameTag: number, message: Uint8Array): Uint8Array {
+  const frame = Buffer.allocUnsafe(varintLength(frameTag) + varintLength(message.length) + message.length);
+  const offset = writeVarint(frame, writeVarint(frame, 0, frameTag), message.length);
+  frame.set(message, offset);
+  return frame;
 }
 
 /** A PeerFrame holding message (under frameTag) with its correlation field set to correlation. */
