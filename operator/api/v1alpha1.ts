@@ -69,6 +69,11 @@ export const ClusterSpecSchema = z.object({
     key: z.string().regex(/^[-._a-zA-Z0-9]+$/).default('key').meta({ description: 'The Secret\'s key holding the HS256 key (at least 32 bytes).' }),
   }).strict().optional()
     .meta({ description: 'Secret with the key gateways verify login tokens with; omitted: no tokens needed.' }),
+  peerSecretRef: z.object({
+    name: ObjectName,
+    key: z.string().regex(/^[-._a-zA-Z0-9]+$/).default('secret').meta({ description: 'The Secret\'s key holding the cluster secret (at least 16 bytes).' }),
+  }).strict().optional()
+    .meta({ description: 'Secret every role presents in the Hello of its peer links (a peer without it is refused); omitted: peer links are not authenticated.' }),
   limits: TopologySchema.shape.limits.unwrap().optional()
     .meta({ description: 'Token-bucket limits on messages, per user and per room; omitted: unlimited.' }),
   splitThreshold: z.number().int().min(1).default(1000)

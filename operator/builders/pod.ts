@@ -9,6 +9,7 @@ import { clusterLabels, roleSelector, workloadIdentity } from './names.js';
 export const PORTS = { peer: 7000, http: 8080, ws: 8081 } as const;
 export const DATA_DIR = '/var/lib/groupchat';
 export const AUTH_DIR = '/etc/groupchat/auth';
+export const PEER_SECRET_DIR = '/etc/groupchat/peer';
 /** The image's non-root user (see the workload Dockerfile). */
 export const RUN_AS_USER = 10001;
 
@@ -56,6 +57,14 @@ export function podTemplate(cr: GroupChatCluster, spec: ClusterSpec, o: PodOptio
     volumes.push({ name: 'auth', secret: { secretName: name, items: [{ key, path: key }] } });
     mounts.push({ name: 'auth', mountPath: AUTH_DIR, readOnly: true });
     env.push(value('GROUPCHAT_AUTH_KEY_FILE', `${AUTH_DIR}/${key}`));
+  }
+
+  // Every role speaks the peer protocol, so every pod proves the cluster secret.
+  if (spec.peerSecretRef) {
+    const { name, key } = spec.peerSecretRef;
+    volumes.push({ name: 'peer-secret', secret: { secretName: name, items: [{ key, path: key }] } });
+    mounts.push({ name: 'peer-secret', mountPath: PEER_SECRET_DIR, readOnly: true });
+    env.push(value('GROUPCHAT_PEER_SECRET_FILE', `${PEER_SECRET_DIR}/${key}`));
   }
 
   const container: V1Container = {

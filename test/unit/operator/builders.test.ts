@@ -51,7 +51,7 @@ test('pods select exactly their partition, run locked down, and get their identi
   expect(container.readinessProbe.httpGet.path).toBe('/readyz');
 });
 
-test('the large example: stored roles get volumes, the auth Secret is mounted, resources are passed on', () => {
+test('the large example: stored roles get volumes, the auth and peer Secrets are mounted, resources are passed on', () => {
   const objects = objectsOf(cluster('examples/large.yaml'));
   const sts = byKind(objects, 'StatefulSet');
   expect(sts).toHaveLength(16 + 4 + 8 + 16 + 8);
@@ -66,6 +66,13 @@ test('the large example: stored roles get volumes, the auth Secret is mounted, r
   // Only gateways verify tokens: nobody else gets the key.
   const proxy = byKind(objects, 'Deployment').find((d) => d.metadata.name === 'chat-large-proxy');
   expect(proxy.spec.template.spec.volumes.map((v: any) => v.name)).not.toContain('auth');
+  // Every role speaks the peer protocol: every pod proves the cluster secret.
+  for (const workload of [...sts, ...byKind(objects, 'Deployment')]) {
+    const pod = workload.spec.template.spec;
+    expect(pod.volumes).toContainEqual({ name: 'peer-secret', secret: { secretName: 'chat-large-peer', items: [{ key: 'secret', path: 'secret' }] } });
+    expect(pod.containers[0].env).toContainEqual({ name: 'GROUPCHAT_PEER_SECRET_FILE', value: '/etc/groupchat/peer/secret' });
+    expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'peer-secret', mountPath: '/etc/groupchat/peer', readOnly: true });
+  }
   expect(gateway.spec.template.spec.containers[0].resources).toEqual({ requests: { cpu: '1', memory: '1Gi' }, limits: { memory: '2Gi' } });
 });
 
