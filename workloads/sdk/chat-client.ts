@@ -1,6 +1,9 @@
 // The user half of the SDK: one WebSocket connection to a gateway speaking
 // the protocol of docs/protocol.md. Requests resolve on their Reply; each
-// delivered message is emitted once, however often it arrives.
+// delivered message is emitted once, however often it arrives. With
+// `reconnect`, a lost connection is replaced by one to the next gateway: the
+// client logs in again and rejoins its rooms from where it was, so the
+// messages sequenced meanwhile arrive first (once), then live ones.
 import { EventEmitter } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import WebSocket from 'ws';
@@ -26,7 +29,21 @@ export interface ChatClientEvents {
   inbox: [InboxMessage];
   /** The gateway closed the connection for a protocol violation. */
   protocolError: [ChatError];
+  /** For good: close() was called, the connection dropped without `reconnect`, or logging in again was refused. */
   close: [number, string];
+  /** With `reconnect`: the connection dropped; requests fail with CLOSED until 'reconnected'. */
+  reconnecting: [number, string];
+  /** With `reconnect`: logged in again on url, every room rejoined. */
+  reconnected: [string];
+  /** A rejoined room's missed messages were not all retained (HISTORY_INCOMPLETE): some are gone for this member. */
+  gap: [number];
+}
+
+export interface ConnectOptions {
+  /** Replace a lost connection, trying these gateways in turn (the first one is connected first). */
+  reconnect?: boolean;
+  /** Longest wait between attempts (they start at 100 ms and double). Default 5 s. */
+  maxBackoffMs?: number;
 }
 
 const DEDUP_ENTRIES = 10_000;
@@ -41,36 +58,104 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
   readonly positions = new Map<number, RoomPosition>();
   /** Last inbox position received. */
   inboxPosition = 0;
+  /** What a reconnection replays: the accepted login and the rooms joined since. */
+  private credentials: { userId: number; displayName: string; token: string } | null = null;
+  private readonly joined = new Set<number>();
+  private closing = false;
+  private urlIndex = 0;
 
-  private constructor(private readonly ws: WebSocket) {
+  private constructor(private ws: WebSocket, private readonly urls: string[], private readonly options: ConnectOptions) {
     super();
+    this.attach(ws);
+  }
+
+  /** urls: one gateway, or several to reconnect through (with `reconnect`). */
+  static async connect(urls: string | string[], options: ConnectOptions = {}): Promise<ChatClient> {
+    const list = typeof urls === 'string' ? [urls] : urls;
+    if (list.length === 0) throw new ChatError('INVALID_ARGUMENT', 'no gateway URL');
+    return new ChatClient(await open(list[0]!), list, options);
+  }
+
+  private attach(ws: WebSocket): void {
+    this.ws = ws;
     ws.binaryType = 'nodebuffer';
+    ws.on('error', () => {}); // always followed by 'close', which handles it
     ws.on('message', (data: Buffer) => this.onFrame(data));
     ws.on('close', (code, reason) => {
       for (const { reject } of this.pending.values()) reject(new ChatError('CLOSED', `connection closed (${code} ${reason})`));
       this.pending.clear();
-      this.emit('close', code, reason.toString());
+      if (this.options.reconnect && !this.closing) {
+        this.emit('reconnecting', code, reason.toString());
+        void this.reconnect();
+      } else {
+        this.emit('close', code, reason.toString());
+      }
     });
   }
 
-  static connect(url: string): Promise<ChatClient> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
-      ws.once('open', () => resolve(new ChatClient(ws)));
-      ws.once('error', reject);
-    });
+  private async reconnect(): Promise<void> {
+    for (let delay = 100; !this.closing; delay = Math.min(delay * 2, this.options.maxBackoffMs ?? 5000)) {
+      await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random() / 2)));
+      if (this.closing) return;
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+      const url = this.urls[this.urlIndex]!;
+      let ws: WebSocket;
+      try {
+        ws = await open(url);
+      } catch {
+        continue;
+      }
+      if (this.closing) return void ws.close(1000);
+      this.attach(ws);
+      try {
+        await this.replay();
+      } catch (err) {
+        if (err instanceof ChatError && err.code !== 'CLOSED') {
+          // Refused for good (e.g. the token expired): stop, and say why.
+          this.closing = true;
+          ws.close(1000);
+          this.emit('close', 4000, err.message);
+        }
+        return; // CLOSED: this connection dropped too, and its close handler tries again
+      }
+      this.emit('reconnected', url);
+      return;
+    }
+  }
+
+  /** Logs in again and rejoins every room after its last position. */
+  private async replay(): Promise<void> {
+    if (!this.credentials) return;
+    const { userId, displayName, token } = this.credentials;
+    await this.request({ login: { userId, displayName, token } });
+    for (const roomId of this.joined) {
+      try {
+        await this.join(roomId, this.positions.get(roomId));
+      } catch (err) {
+        if (!(err instanceof ChatError) || err.code !== 'HISTORY_INCOMPLETE') throw err;
+        this.emit('gap', roomId); // joined; what was missed is only partly retained
+      }
+    }
   }
 
   /** token: a signed login token, required when the gateways have a key. */
-  login(userId: number, displayName = '', token = ''): Promise<void> {
-    return this.request({ login: { userId, displayName, token } });
+  async login(userId: number, displayName = '', token = ''): Promise<void> {
+    await this.request({ login: { userId, displayName, token } });
+    this.credentials = { userId, displayName, token };
   }
 
   /** Joins a room; with `resumeFrom`, first receives what was missed after it. */
-  join(roomId: number, resumeFrom?: RoomPosition): Promise<void> {
-    return this.request({
-      join: { roomId, ...(resumeFrom ? { resumeAfterSeq: resumeFrom.roomSeq, resumeSequencerId: resumeFrom.sequencerId } : {}) },
-    });
+  async join(roomId: number, resumeFrom?: RoomPosition): Promise<void> {
+    try {
+      await this.request({
+        join: { roomId, ...(resumeFrom ? { resumeAfterSeq: resumeFrom.roomSeq, resumeSequencerId: resumeFrom.sequencerId } : {}) },
+      });
+    } catch (err) {
+      // HISTORY_INCOMPLETE still joined the room.
+      if (err instanceof ChatError && err.code === 'HISTORY_INCOMPLETE') this.joined.add(roomId);
+      throw err;
+    }
+    this.joined.add(roomId);
   }
 
   /** Sends a one-to-one message; resolves once it is stored durably for the recipient. */
@@ -83,8 +168,9 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
     return this.request({ ackInbox: { position } });
   }
 
-  leave(roomId: number): Promise<void> {
-    return this.request({ leave: { roomId } });
+  async leave(roomId: number): Promise<void> {
+    await this.request({ leave: { roomId } });
+    this.joined.delete(roomId);
   }
 
   /** Resolves once the message is delivered to every online member of the room. */
@@ -98,6 +184,7 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
   }
 
   close(): Promise<void> {
+    this.closing = true;
     if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
     return new Promise((resolve) => {
       this.ws.once('close', () => resolve());
@@ -149,4 +236,15 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
       this.emit('protocolError', new ChatError(client.ErrorCode[code] ?? String(code), frame.error.message ?? ''));
     }
   }
+}
+
+function open(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once('open', () => {
+      ws.off('error', reject);
+      resolve(ws);
+    });
+    ws.once('error', reject);
+  });
 }
