@@ -5,6 +5,11 @@
 // the last sequence they saw (getting what they missed) and keep chatting.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { signLogin } from '../../workloads/auth/tokens.js';
 import { workerIdFor } from '../../workloads/ids/snowflake.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
 import { startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
@@ -23,7 +28,7 @@ let gatewayUrls: string[];
 let alice: Page;
 let bob: Page;
 
-async function openPage(query: string, setup?: (page: Page) => Promise<void>): Promise<Page> {
+async function openPage(query: string, setup?: (page: Page) => Promise<void>, web = cluster.ready.web): Promise<Page> {
   const context = await browser.newContext();
   contexts.push(context);
   const page = await context.newPage();
@@ -34,7 +39,7 @@ async function openPage(query: string, setup?: (page: Page) => Promise<void>): P
     // Chromium logs each failed WebSocket attempt; those are expected while a gateway restarts.
     if (msg.type() === 'error' && !msg.text().includes('WebSocket connection to')) pageErrors.push(`${query}: console: ${msg.text()}`);
   });
-  await page.goto(new URL(query, cluster.ready.web).href);
+  await page.goto(new URL(query, web).href);
   await page.locator('body[data-ready="true"]').waitFor();
   return page;
 }
@@ -193,6 +198,35 @@ describe('the chat page in Chromium', () => {
     }
     await carol.getByTestId('notice').filter({ hasText: 'Back online' }).waitFor();
     if (process.env.CHAT_SCREENSHOT) await carol.screenshot({ path: process.env.CHAT_SCREENSHOT.replace(/(\.png)?$/, '-carol.png'), fullPage: true });
+  });
+
+  test('with login tokens required, the page logs in as the token\'s user and refuses clearly without one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'groupchat-page-auth-'));
+    const key = Buffer.from(randomBytes(32).toString('hex'));
+    writeFileSync(join(dir, 'key'), key);
+    const secured = await startLocalCluster(['--auth-key-file', join(dir, 'key')]);
+    try {
+      const page = await openPage('/', undefined, secured.ready.web);
+      // No token: the gateway refuses, and the page says why.
+      await page.getByLabel('Display name', { exact: true }).fill('carol');
+      await page.getByRole('button', { name: 'Join' }).click();
+      await page.getByTestId('error').filter({ hasText: 'UNAUTHENTICATED' }).waitFor();
+      // Not a token at all: refused by the page itself.
+      await page.getByLabel('Login token', { exact: true }).fill('not-a-token');
+      await page.getByRole('button', { name: 'Join' }).click();
+      await page.getByTestId('error').filter({ hasText: 'not a login token' }).waitFor();
+      // A real one: the page is user 31337, and chats.
+      await page.getByLabel('Login token', { exact: true }).fill(await signLogin(key, 31337, 600));
+      expect(await page.getByTestId('user-id').textContent()).toContain('31337');
+      await joinAs(page, 'carol', ROOM);
+      const box = page.getByLabel('Message', { exact: true });
+      await box.fill('signed in with a token');
+      await box.press('Enter');
+      await received(page, 'signed in with a token').waitFor();
+    } finally {
+      await secured.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('the pages raised no errors', () => {

@@ -14,7 +14,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const ui = {
-    status: $('status'), gateway: $('gateway'), joinForm: $('join-form'), name: $('name'), room: $('room'),
+    status: $('status'), gateway: $('gateway'), joinForm: $('join-form'), name: $('name'), room: $('room'), token: $('token'),
     userId: $('user-id'), error: $('error'), roomTitle: $('room-title'), messages: $('messages'),
     sendForm: $('send-form'), text: $('text'), send: $('send'),
   };
@@ -66,6 +66,23 @@
     let hash = 0x811c9dc5;
     for (const byte of utf8.encode(name)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
     return hash || 1;
+  }
+
+  /**
+   * The user id a login token logs in as: its `sub` claim. The page only reads
+   * it (the gateway verifies the signature); null when it is not a token.
+   */
+  function tokenSubject(token) {
+    const parts = token.split('.');
+    if (parts.length !== 3) return null;
+    try {
+      const base64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+      const claims = JSON.parse(atob(base64.padEnd(Math.ceil(base64.length / 4) * 4, '=')));
+      const sub = Number(claims.sub);
+      return Number.isInteger(sub) && sub >= 1 && sub <= 0xffffffff ? sub : null;
+    } catch {
+      return null;
+    }
   }
 
   /** A random 63-bit message id (docs/protocol.md §5), never 0. */
@@ -358,7 +375,7 @@
     // Pings are served before Login too: a gateway that stops answering is dropped at any stage.
     startPing(c);
     setStatus('connecting', 'Logging in…');
-    const login = await request(c, { login: { userId: session.userId, displayName: session.name } });
+    const login = await request(c, { login: { userId: session.userId, displayName: session.name, token: session.token } });
     if (c !== conn) return;
     if (login.code !== 0) {
       refused(c, 'Login refused', login);
@@ -549,12 +566,17 @@
 
   function describeUser() {
     const name = ui.name.value.trim();
-    ui.userId.textContent = name
-      ? `User id ${userIdOf(name)} — the same name is always the same user.`
-      : 'The same name is always the same user.';
+    const token = ui.token.value.trim();
+    const fromToken = token ? tokenSubject(token) : null;
+    ui.userId.textContent = fromToken
+      ? `User id ${fromToken}, from the login token.`
+      : name
+        ? `User id ${userIdOf(name)} — the same name is always the same user.`
+        : 'The same name is always the same user.';
   }
 
   ui.name.addEventListener('input', describeUser);
+  ui.token.addEventListener('input', describeUser);
 
   ui.joinForm.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -571,14 +593,22 @@
       ui.room.focus();
       return;
     }
+    const token = ui.token.value.trim();
+    const tokenUser = token ? tokenSubject(token) : null;
+    if (token && !tokenUser) {
+      showError('Login token', { message: 'not a login token (`groupchat token --user <id>` prints one)' });
+      ui.token.focus();
+      return;
+    }
     try {
       localStorage.setItem('groupchat.name', name);
       localStorage.setItem('groupchat.room', String(room));
     } catch { /* storage unavailable: not needed */ }
     hideError();
     ui.text.focus();
-    if (session && session.name === name && session.room === room && (conn || reconnectTimer)) return;
-    session = { name, userId: userIdOf(name), room, joinedOnce: false };
+    if (session && session.name === name && session.room === room && session.token === token && (conn || reconnectTimer)) return;
+    // With a token, the user is the token's subject; without, the name's hash.
+    session = { name, userId: tokenUser ?? userIdOf(name), token, room, joinedOnce: false };
     clearRoom();
     setComposer(false);
     ui.roomTitle.textContent = `Room ${room}`;
