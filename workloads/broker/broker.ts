@@ -1,19 +1,19 @@
-// Broker: owns the rooms of one partition (RoomID % P). The replica that
-// orders a room (RoomID % R, or the next live one) stamps each message with
-// the room's sequence and fans it out to the gateways with members; a split
-// room's virtual rooms are shared among the live replicas of the partition,
-// which all hold the same RoomGatewayList. A publish is acked only when every
-// gateway it went to has acknowledged it.
-import { randomInt } from 'node:crypto';
-import { Counter, Gauge, Histogram } from 'prom-client';
-import { RecentIds } from '../collections/recent-ids.js';
+// Broker: one replica of a partition of rooms (RoomID % P). The partition's
+// replicas keep one replicated room log (workloads/replication): its leader,
+// elected by the replicas themselves, numbers every message of every room of
+// the partition and appends it; a message is fanned out to the gateways with
+// members once a majority has it on disk, and acknowledged once they all have
+// it. Every replica holds the same RoomGatewayList (from the routers) and the
+// same history, so any of them can take over; split rooms' virtual rooms are
+// fanned out by all of them. This file wires the units together: the log
+// (replicated-log.ts), its state machine (room-log.ts), the leader's
+// numbering (sequencer.ts) and the fan-out (fanout.ts).
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Counter, Gauge } from 'prom-client';
 import { metrics } from '../observability/http.js';
-import { HotCounter } from '../observability/hot-metrics.js';
-import {
-  ALL_VROOMS, Long, maskWith, peer, toNumber,
-  type MembershipUpdate, type Publish, type RoomDelivery,
-} from '../protocol/index.js';
-import type { Member } from '../registry/schema.js';
+import { peer, toNumber, type MembershipUpdate, type PeerFrame, type Publish } from '../protocol/index.js';
+import type { Member, Topology } from '../registry/schema.js';
 import { onDeparture } from '../registry/departures.js';
 import { brokerPartitionKnown, membershipPartitions, partitionOf } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
@@ -21,56 +21,79 @@ import type { PeerLink } from '../transport/peer-link.js';
 import { isPeerAddress } from '../transport/peer-client.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { PeerServer } from '../transport/peer-server.js';
-import { GatewayChannel, Obligation } from './gateway-channel.js';
+import { GatewayChannel } from './gateway-channel.js';
 import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
-import { RoomHistory } from './room-history.js';
-import { encodePublishAck, framed, ROOM_DELIVERY_FRAME_TAG } from '../protocol/wire-scan.js';
+import { encodePublishAck } from '../protocol/wire-scan.js';
+import { KvStore } from '../store/kv-store.js';
+import { ReplicatedLog, type FsyncPolicy } from '../replication/replicated-log.js';
+import { fromWire, toWire } from '../replication/wire.js';
+import { DEFAULT_RETENTION, DURABLE_SEQUENCER_ID, MAX_HISTORY_PAGE, RoomLog, type Retention } from './room-log.js';
 import { RoomTable } from './room-table.js';
+import { Fanout } from './fanout.js';
+import { Sequencer } from './sequencer.js';
 
-const DEDUP_ENTRIES = 200_000;
-/** Messages kept per room for members that rejoin, and for how long. */
-const HISTORY_PER_ROOM = 1000;
-const HISTORY_MAX_AGE_MS = 10 * 60_000;
 /** Deliveries a broker holds for one gateway at most (unless the topology sets it). */
 const DEFAULT_GATEWAY_QUEUE = 10_000;
+const MAX_HEADS_PER_REQUEST = 1000;
+const COMPACTION_INTERVAL_MS = 5000;
 
-const publishes = new HotCounter({ name: 'groupchat_broker_publish_total', help: 'Publishes received', labelNames: ['result'] });
-const publishedBy = {
-  accepted: publishes.cell({ result: 'accepted' }), duplicate: publishes.cell({ result: 'duplicate' }),
-  rateLimited: publishes.cell({ result: 'rate_limited' }), wrongPartition: publishes.cell({ result: 'wrong_partition' }),
-};
-const deliveries = new HotCounter({ name: 'groupchat_broker_delivery_total', help: 'RoomDelivery frames sent to gateways' }).cell();
-const fanoutSize = new Histogram({ name: 'groupchat_broker_fanout_gateways', help: 'Gateways per fan-out', buckets: [0, 1, 2, 4, 8, 16, 32, 64], registers: [metrics] });
 const staleUpdates = new Counter({ name: 'groupchat_broker_stale_membership_total', help: 'Membership entries older than the table', registers: [metrics] });
-const splitFanouts = new Counter({ name: 'groupchat_broker_split_fanout_total', help: 'Messages to split rooms, by how their virtual rooms were served', labelNames: ['share'], registers: [metrics] });
 const roomsGauge = new Gauge({ name: 'groupchat_broker_rooms', help: 'Rooms with members in this partition', registers: [metrics] });
-const refusedDeliveries = new Counter({ name: 'groupchat_broker_delivery_refused_total', help: 'Deliveries refused because a gateway queue was full (its users resume from the room sequence)', registers: [metrics] });
 const queueGauge = new Gauge({ name: 'groupchat_broker_gateway_queue', help: 'Deliveries held for gateways, now', registers: [metrics] });
 const queueHighWater = new Gauge({ name: 'groupchat_broker_gateway_queue_high_water', help: 'The most deliveries ever held for one gateway', registers: [metrics] });
+const refusedRaft = new Counter({ name: 'groupchat_broker_raft_refused_total', help: 'Replication messages refused (from outside the partition, or malformed)', registers: [metrics] });
 
-interface DedupState { done: boolean; waiters: ReadonlyArray<() => void> }
-const NO_WAITERS: ReadonlyArray<() => void> = Object.freeze([]);
-interface Forward { ownerId: string; delivery: RoomDelivery; obligation: Obligation }
+/** A broker replica's stable name in its partition's log: it outlives restarts, unlike the member id. */
+export function voterId(partition: number, replica: number): string {
+  return `broker-${partition}-${replica}`;
+}
+
+export function retentionOf(topology: Topology): Retention {
+  const h = topology.history ?? {};
+  return {
+    messagesPerRoom: h.messagesPerRoom ?? DEFAULT_RETENTION.messagesPerRoom,
+    maxAgeSeconds: h.maxAgeSeconds ?? DEFAULT_RETENTION.maxAgeSeconds,
+    bytesPerPartition: h.bytesPerPartition ?? DEFAULT_RETENTION.bytesPerPartition,
+  };
+}
+
+export function fsyncOf(topology: Topology): FsyncPolicy {
+  return topology.history?.fsync === 'batch' ? { mode: 'batch', intervalMs: topology.history.fsyncIntervalMs ?? 10 } : { mode: 'always' };
+}
 
 export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   const { registry, log, config } = ctx;
   const partition = config.partition;
+  const self = voterId(partition, config.replica);
   const table = new RoomTable(registry.topology().splitThreshold);
-  const sequencerId = randomInt(1, 0xffffffff);
-  const roomSeq = new Map<number, number>();
-  const history = new RoomHistory(sequencerId, HISTORY_PER_ROOM, HISTORY_MAX_AGE_MS);
   const roomLimitOf = () => limitFrom(registry.topology().limits?.roomMessagesPerSecond, registry.topology().limits?.roomBurst);
   const roomLimits = new TokenBuckets<number>(roomLimitOf());
-  // Ids are chosen by publishers: one can only ever collide with its own, so (sender, id) is the key.
-  const dedup = new RecentIds<DedupState>(DEDUP_ENTRIES);
   const channels = new Map<string, GatewayChannel>();
   const peers = new PeerPool(ctx.self);
-  const forwards = new Map<number, Forward>();
-  let nextForwardId = 1;
+  const server = new PeerServer(ctx.self);
   /** Routers whose snapshot arrived whole; the table is complete once every router's has. */
   const snapshotsFrom = new Set<string>();
   let tableComplete = false;
-  const server = new PeerServer(ctx.self);
+
+  const dataDir = config.dataDir ?? join('data', self);
+  mkdirSync(dataDir, { recursive: true });
+  const kv = await KvStore.open(dataDir);
+  const rooms = new RoomLog(kv, retentionOf(registry.topology()));
+  await rooms.load();
+
+  const replicaOf = (m: Member) => (m.role === 'broker' && m.partition === partition ? m.replica : -1);
+  const replicas = registry.topology().roles.broker.replicas;
+  const roomLog = await ReplicatedLog.open({
+    name: 'rooms', self, voters: Array.from({ length: replicas }, (_, r) => voterId(partition, r)), kv, dataDir,
+    stateMachine: rooms, log, fsync: fsyncOf(registry.topology()),
+    send: (message) => {
+      const replica = Number(message.to.slice(message.to.lastIndexOf('-') + 1));
+      const member = peers.members().find((m) => replicaOf(m) === replica);
+      const link = member ? peers.link(member.id) : null;
+      link?.send({ raft: toWire(message, partition) }); // a lost message is the core's to repeat
+    },
+  });
+  rooms.account(range(roomLog.raft.firstIndex, roomLog.appliedIndex).map((i) => roomLog.raft.entryAt(i)!).filter(Boolean));
 
   const channelFor = (gatewayId: string, address: string): GatewayChannel => {
     let channel = channels.get(gatewayId);
@@ -80,6 +103,52 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     }
     return channel;
   };
+  const fanout = new Fanout({
+    table, channelFor,
+    shareOwners: () => {
+      const owners = peers.members().filter((m) => m.ready && peers.isUp(m.id)).map((m) => ({ id: m.id, replica: m.replica, link: peers.link(m.id) }));
+      owners.push({ id: ctx.memberId, replica: config.replica, link: null });
+      return owners.sort((a, b) => a.replica - b.replica);
+    },
+  });
+  const sequencer = new Sequencer({
+    rooms, roomLimits, fanout: (delivery, done, encoded) => fanout.deliver(delivery, done, encoded),
+    log: {
+      get ready() { return roomLog.ready; },
+      get isLeader() { return roomLog.raft.role === 'leader'; },
+      get term() { return roomLog.raft.term; },
+      get appliedIndex() { return roomLog.appliedIndex; },
+      get lastIndex() { return roomLog.raft.lastIndex; },
+      propose: (data) => roomLog.propose(data),
+      entryAt: (index) => roomLog.raft.entryAt(index),
+    },
+  });
+  roomLog.on('applied', (entries) => sequencer.onApplied(entries));
+
+  // Who leads, told to every peer that dialed us (proxies route publishes by it).
+  const accepted = new Set<PeerLink>();
+  let announced = '';
+  const leaderNotice = () => {
+    const leader = roomLog.leaderId;
+    return { partition, replica: leader ? Number(leader.slice(leader.lastIndexOf('-') + 1)) : 0, term: roomLog.raft.term, known: leader !== null };
+  };
+  const announceLeader = () => {
+    const notice = leaderNotice();
+    const key = `${notice.known}:${notice.replica}:${notice.term}`;
+    if (key === announced) return;
+    announced = key;
+    for (const link of accepted) link.send({ partitionLeader: notice });
+  };
+  roomLog.on('leadership', () => { sequencer.checkReady(); announceLeader(); });
+  const watch = setInterval(() => { sequencer.checkReady(); announceLeader(); }, 50);
+  watch.unref();
+
+  const compaction = setInterval(() => {
+    const { index, writes } = rooms.compactionPoint(Date.now(), (i) => roomLog.raft.entryAt(i));
+    if (index === 0) return;
+    kv.write(writes).then(() => roomLog.compact(index)).catch((err: Error) => log.error({ err: err.message }, 'room log compaction failed'));
+  }, COMPACTION_INTERVAL_MS);
+  compaction.unref();
 
   const dropGateway = (gatewayId: string) => {
     table.removeGateway(gatewayId);
@@ -88,104 +157,10 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     roomsGauge.set(table.size);
   };
 
-  /** Delivers to this replica's gateways for the virtual rooms in share (null: the whole room). */
-  /** encoded: the delivery's RoomDelivery bytes when the caller has them (an unsplit room's message, already encoded for history). */
-  const fanoutLocal = (delivery: RoomDelivery, share: Long | null, done: () => void, encoded?: Uint8Array): void => {
-    const targets = table.targets(delivery.roomId, share);
-    fanoutSize.observe(targets.length);
-    const obligation = new Obligation(targets.length, done);
-    // Encode once per distinct mask: every gateway of an unsplit room shares one frame.
-    const whole = share || targets.length === 0 ? null
-      : encoded ? framed(ROOM_DELIVERY_FRAME_TAG, encoded) : peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: ALL_VROOMS } }).finish();
-    const bySplitMask = share ? new Map<string, Uint8Array>() : null;
-    for (const target of targets) {
-      let body = whole;
-      if (!body) {
-        const key = `${target.mask.high}:${target.mask.low}`;
-        body = bySplitMask!.get(key) ?? null;
-        if (!body) bySplitMask!.set(key, (body = peer.PeerFrame.encode({ roomDelivery: { ...delivery, vroomMask: target.mask } }).finish()));
-      }
-      if (!channelFor(target.gatewayId, target.address).deliver(body, obligation, delivery.priority === peer.Priority.CRITICAL)) {
-        refusedDeliveries.inc();
-        obligation.complete();
-      }
-      deliveries.count++;
-    }
-  };
-
-  /** Live replicas of this partition that can take a share, this one included, by replica. */
-  const shareOwners = (): Array<{ id: string; replica: number }> => {
-    const owners = peers.members()
-      .filter((m) => m.ready && peers.isUp(m.id))
-      .map((m) => ({ id: m.id, replica: m.replica }));
-    owners.push({ id: ctx.memberId, replica: config.replica });
-    return owners.sort((a, b) => a.replica - b.replica);
-  };
-
-  const fanoutSplit = (delivery: RoomDelivery, done: () => void): void => {
-    const owners = shareOwners();
-    const shares = new Map<string, Long>();
-    for (let v = 0; v < 64; v++) {
-      const owner = owners[v % owners.length]!;
-      shares.set(owner.id, maskWith(shares.get(owner.id) ?? Long.UZERO, v));
-    }
-    const obligation = new Obligation(shares.size, done);
-    for (const [ownerId, share] of shares) {
-      const link = ownerId === ctx.memberId ? null : peers.link(ownerId);
-      splitFanouts.inc({ share: link ? 'forwarded' : 'local' });
-      if (!link) {
-        fanoutLocal(delivery, share, () => obligation.complete());
-        continue;
-      }
-      const forwardId = nextForwardId++;
-      const forwarded = { ...delivery, vroomMask: share };
-      forwards.set(forwardId, { ownerId, delivery: forwarded, obligation });
-      link.send({ shareForward: { forwardId, delivery: forwarded } });
-    }
-  };
-
   const onPublish = (link: PeerLink, publish: Publish) => {
-    const topology = registry.topology().roles.broker;
     const ack = (status: number) => link.sendEncoded(encodePublishAck(publish.messageId.low, publish.messageId.high, publish.correlation, status));
-    if (partitionOf(publish.roomId, topology.partitions) !== partition) {
-      publishedBy.wrongPartition.count++;
-      ack(peer.PublishStatus.WRONG_PARTITION);
-      return;
-    }
-    const { senderId, messageId } = publish;
-    const seen = dedup.get(senderId, messageId.high, messageId.low);
-    const delivered = () => ack(peer.PublishStatus.DELIVERED);
-    if (seen) {
-      // A retry or a redundant copy: never fan out twice, ack when the first is done.
-      publishedBy.duplicate.count++;
-      if (seen.done) delivered();
-      else (seen.waiters as Array<() => void>).push(delivered);
-      return;
-    }
-    if (!roomLimits.take(publish.roomId)) {
-      publishedBy.rateLimited.count++;
-      ack(peer.PublishStatus.RATE_LIMITED);
-      return;
-    }
-    publishedBy.accepted.count++;
-    const state: DedupState = { done: false, waiters: [delivered] };
-    dedup.set(senderId, messageId.high, messageId.low, state);
-    const seq = (roomSeq.get(publish.roomId) ?? 0) + 1;
-    roomSeq.set(publish.roomId, seq);
-    const delivery: RoomDelivery = {
-      messageId, roomId: publish.roomId, senderId,
-      roomSeq: Long.fromNumber(seq, true), sequencerId, payload: publish.payload, sentAtMs: publish.sentAtMs, vroomMask: ALL_VROOMS,
-      priority: publish.priority,
-    };
-    const encoded = peer.RoomDelivery.encode(delivery).finish();
-    history.record(publish.roomId, seq, encoded);
-    const finish = () => {
-      state.done = true;
-      for (const waiter of state.waiters) waiter();
-      state.waiters = NO_WAITERS; // the id stays known for a while; its closures need not
-    };
-    if (table.room(publish.roomId)?.split) fanoutSplit(delivery, finish);
-    else fanoutLocal(delivery, null, finish, encoded);
+    if (partitionOf(publish.roomId, registry.topology().roles.broker.partitions) !== partition) return ack(peer.PublishStatus.WRONG_PARTITION);
+    sequencer.publish(publish, ack);
   };
 
   /** False (and nothing applied) if the update names no gateway, or one at an address no one can dial. */
@@ -204,32 +179,72 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     return true;
   };
 
+  const onHistory = async (link: PeerLink, request: Extract<PeerFrame, { body: 'historyRequest' }>['historyRequest']) => {
+    const answer = (fields: Record<string, unknown>) => link.send({ historyReply: { correlation: request.correlation, ...fields } });
+    if (partitionOf(request.roomId, registry.topology().roles.broker.partitions) !== partition) return answer({ status: peer.PublishStatus.WRONG_PARTITION });
+    if (!roomLog.ready) return answer({ status: roomLog.raft.role === 'leader' ? peer.PublishStatus.UNAVAILABLE : peer.PublishStatus.NOT_LEADER });
+    const { head } = rooms.position(request.roomId);
+    const after = toNumber(request.afterSeq);
+    const before = toNumber(request.beforeSeq);
+    // A position from before durable rooms (another sequencer_id) cannot be mapped: start over, incomplete.
+    const foreign = request.sequencerId !== 0 && request.sequencerId !== DURABLE_SEQUENCER_ID;
+    if (after > head || request.limit > MAX_HISTORY_PAGE) return answer({ status: peer.PublishStatus.REJECTED, headSeq: head });
+    const page = await rooms.page(request.roomId, foreign ? Math.max(0, head - MAX_HISTORY_PAGE) : after, before, request.limit, (i) => roomLog.entry(i));
+    answer({
+      status: peer.PublishStatus.DELIVERED, complete: page.complete && !foreign, deliveries: page.deliveries,
+      headSeq: page.head, firstSeq: page.first,
+    });
+  };
+
+  const onHeads = (link: PeerLink, request: Extract<PeerFrame, { body: 'headsRequest' }>['headsRequest']) => {
+    const answer = (fields: Record<string, unknown>) => link.send({ headsReply: { correlation: request.correlation, ...fields } });
+    const partitions = registry.topology().roles.broker.partitions;
+    if (request.roomIds.length > MAX_HEADS_PER_REQUEST || request.roomIds.some((r) => r === 0)) return answer({ status: peer.PublishStatus.REJECTED });
+    if (request.roomIds.some((r) => partitionOf(r, partitions) !== partition)) return answer({ status: peer.PublishStatus.WRONG_PARTITION });
+    if (!roomLog.ready) return answer({ status: roomLog.raft.role === 'leader' ? peer.PublishStatus.UNAVAILABLE : peer.PublishStatus.NOT_LEADER });
+    const heads = request.roomIds.map((roomId) => {
+      const { head, floor } = rooms.position(roomId);
+      return { roomId, headSeq: head, firstSeq: floor };
+    });
+    answer({ status: peer.PublishStatus.DELIVERED, heads });
+  };
+
+  const onRaft = (link: PeerLink, frame: Extract<PeerFrame, { body: 'raft' }>['raft']) => {
+    const sender = registry.members().find((m) => m.id === link.remote?.memberId);
+    const message = fromWire(frame);
+    // Terms and log entries are trusted only from this partition's replicas, each speaking for itself.
+    if (typeof message === 'string' || frame.partition !== partition || !sender || replicaOf(sender) < 0 || message.from !== voterId(partition, sender.replica) || message.to !== self) {
+      refusedRaft.inc();
+      return link.fail(13, typeof message === 'string' ? message : `${link.remote?.memberId ?? 'an unknown peer'} may not send replication messages for broker partition ${partition} as ${message.from}`);
+    }
+    roomLog.receive(message);
+  };
+
   server.on('link', (link) => {
+    accepted.add(link);
+    link.on('close', () => accepted.delete(link));
+    if (announced) link.send({ partitionLeader: leaderNotice() });
     link.on('frame', (frame) => {
       switch (frame.body) {
-        case 'publish': return onPublish(link, frame.publish!);
+        case 'publish': return onPublish(link, frame.publish);
+        case 'raft': return onRaft(link, frame.raft);
         case 'membership':
           if (!onMembership(frame.membership)) return link.fail(12, 'MembershipUpdate needs a gateway id and a dialable host:port gateway address');
           link.send({ membershipAck: { gatewayId: frame.membership.gatewayId, gatewaySeq: frame.membership.gatewaySeq } });
           return;
-        case 'historyRequest': {
-          const request = frame.historyRequest;
-          const { partitions } = registry.topology().roles.broker;
-          if (partitionOf(request.roomId, partitions) !== partition) {
-            return void link.send({ historyReply: { correlation: request.correlation, status: peer.PublishStatus.WRONG_PARTITION } });
-          }
-          const answer = history.since(request.roomId, request.sequencerId, toNumber(request.afterSeq));
-          return void link.send({ historyReply: { correlation: request.correlation, status: peer.PublishStatus.DELIVERED, ...answer } });
-        }
+        case 'historyRequest': return void onHistory(link, frame.historyRequest).catch((err: Error) => {
+          log.error({ err: err.message, room: frame.historyRequest.roomId }, 'history read failed');
+          link.send({ historyReply: { correlation: frame.historyRequest.correlation, status: peer.PublishStatus.UNAVAILABLE } });
+        });
+        case 'headsRequest': return onHeads(link, frame.headsRequest);
         case 'snapshot':
-          for (const update of frame.snapshot!.gateways) onMembership(update); // an invalid entry is skipped
-          if (frame.snapshot!.last) snapshotsFrom.add(link.remote!.memberId);
+          for (const update of frame.snapshot.gateways) onMembership(update); // an invalid entry is skipped
+          if (frame.snapshot.last) snapshotsFrom.add(link.remote!.memberId);
           return;
         case 'shareForward': {
-          const { forwardId, delivery } = frame.shareForward!;
+          const { forwardId, delivery } = frame.shareForward;
           if (!delivery) return link.fail(11, 'ShareForward without a delivery');
-          const share = Long.fromBits(delivery.vroomMask.low, delivery.vroomMask.high, true);
-          fanoutLocal(delivery, share, () => link.send({ shareAck: { forwardId } }));
+          fanout.onShareForward(link, toNumber(forwardId), delivery);
           return;
         }
         default:
@@ -240,35 +255,23 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
 
   peers.on('up', (_member, link) => {
     link.on('frame', (frame) => {
-      if (frame.body !== 'shareAck') return;
-      const forwardId = toNumber(frame.shareAck!.forwardId);
-      const forward = forwards.get(forwardId);
-      if (!forward) return;
-      forwards.delete(forwardId);
-      forward.obligation.complete();
+      if (frame.body === 'shareAck') fanout.onShareAck(toNumber(frame.shareAck.forwardId));
     });
   });
-  peers.on('down', (member) => {
-    // The replica holding a share died: deliver its virtual rooms from here.
-    for (const [forwardId, forward] of forwards) {
-      if (forward.ownerId !== member.id) continue;
-      forwards.delete(forwardId);
-      const share = Long.fromBits(forward.delivery.vroomMask.low, forward.delivery.vroomMask.high, true);
-      fanoutLocal(forward.delivery, share, () => forward.obligation.complete());
-    }
-  });
+  peers.on('down', (member) => fanout.onReplicaDown(member.id));
 
   onDeparture(registry, 'gateway', (id) => {
     log.info({ gateway: id }, 'gateway left the registry; dropping its rooms');
     dropGateway(id);
   });
   const onMembers = (members: Member[]) => {
-    peers.sync(members.filter((m) => m.role === 'broker' && m.partition === partition && m.id !== ctx.memberId));
+    peers.sync(members.filter((m) => replicaOf(m) >= 0 && m.id !== ctx.memberId && m.replica !== config.replica));
   };
   registry.on('members', onMembers);
   registry.on('topology', (topology) => {
     table.setSplitThreshold(topology.splitThreshold);
     roomLimits.setLimit(roomLimitOf());
+    rooms.setRetention(retentionOf(topology));
   });
   onMembers(registry.members());
 
@@ -279,16 +282,25 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   gauges.unref();
 
   const address = await server.listen(config.port, config.host);
-  log.info({ address, partition, replica: config.replica, sequencerId }, 'broker listening');
+  log.info({ address, partition, replica: config.replica, voter: self, replicas }, 'broker listening');
   return {
     member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
     // Ready once every live router has given us its part of the table (then it stays ready).
     isReady: () => (tableComplete ||= registry.members().every((m) => m.role !== 'router' || !m.ready || snapshotsFrom.has(m.id))),
+    advertise: () => ({ leader: roomLog.ready }),
     stop: async () => {
       clearInterval(gauges);
+      clearInterval(watch);
+      clearInterval(compaction);
       peers.close();
       for (const channel of channels.values()) channel.close();
       await server.close();
+      await roomLog.close();
+      await kv.close();
     },
   };
+}
+
+function range(from: number, to: number): number[] {
+  return to < from ? [] : Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }

@@ -39,7 +39,7 @@ const program = new Command('groupchat')
 program.command('up')
   .description('start the whole system locally as child processes; prints `ready <json>` once every role is ready')
   .option('--partitions <n>', 'broker partitions', count(1, 64), 2)
-  .option('--replicas <n>', 'replicas per broker partition', count(1, 8), 2)
+  .option('--replicas <n>', 'replicas per broker partition (a majority must be up to commit: 3 survive one failure)', count(1, 8), 3)
   .option('--proxies <n>', 'proxy processes', count(1, 16), 2)
   .option('--gateways <n>', 'gateway processes', count(1, 16), 2)
   .option('--routers <n>', 'router replicas', count(1, 8), 2)
@@ -50,14 +50,20 @@ program.command('up')
   .option('--host <address>', 'loopback address to listen on', '127.0.0.1')
   .option('--web-port <port>', 'port of the chat page (0: any free port)', count(0, 65535), 8080)
   .option('--log-dir <dir>', 'where the processes write their logs')
-  .option('--data-dir <dir>', 'where pi and xiu keep their RocksDB data (default: <log-dir>/data)')
+  .option('--data-dir <dir>', 'where brokers, pi and xiu keep their RocksDB data (default: <log-dir>/data)')
   .option('--restart-delay <ms>', 'wait before restarting a process that died', count(0, 60_000), 1000)
   .option('--auth-key-file <file>', 'require login tokens signed with the HS256 key in this file (see `groupchat token`)')
   .option('--peer-secret-file <file>', 'require this secret on every link between processes (publishers need it too)')
   .option('--user-rate <n>', 'messages per second a user may send (default: unlimited)', count(1, 1_000_000))
   .option('--room-rate <n>', 'messages per second a room may carry (default: unlimited)', count(1, 10_000_000))
   .option('--gateway-queue <n>', 'deliveries a broker holds for one slow gateway', count(100, 10_000_000), 10_000)
+  .option('--history-messages <n>', 'room history: the newest messages kept per room', count(1, 1_000_000_000), 10_000)
+  .option('--history-age <seconds>', 'room history: messages older than this are removed (0: no age limit)', count(0, 10 * 365 * 86_400), 7 * 86_400)
+  .option('--history-bytes <n>', 'room history: bytes each broker partition\'s log may hold', count(1024 * 1024, Number.MAX_SAFE_INTEGER), 256 * 1024 * 1024)
+  .option('--fsync <policy>', 'when a room log write is durable: always (fsync before the ack) or batch (fsync every --fsync-interval ms)', 'always')
+  .option('--fsync-interval <ms>', 'with --fsync batch: the longest a write waits for its fsync', count(1, 1000), 10)
   .action(async (opts) => {
+    if (opts.fsync !== 'always' && opts.fsync !== 'batch') program.error(`groupchat up: --fsync is always or batch, not ${opts.fsync}`);
     // Worker ids give each role 128 ordinals (see ids/snowflake.ts).
     for (const [what, n] of [['--partitions × --replicas', opts.partitions * opts.replicas], ['--store-partitions × --store-replicas', opts.storePartitions * opts.storeReplicas]] as const) {
       if (n > 128) program.error(`groupchat up: ${what} is ${n}; at most 128 processes of a role`);
@@ -69,6 +75,10 @@ program.command('up')
       splitThreshold: opts.splitThreshold, host: opts.host, webPort: opts.webPort,
       logDir, dataDir: opts.dataDir, restartDelayMs: opts.restartDelay, authKeyFile: opts.authKeyFile, peerSecretFile: opts.peerSecretFile,
       limits: { userMessagesPerSecond: opts.userRate, roomMessagesPerSecond: opts.roomRate, gatewayQueueMessages: opts.gatewayQueue },
+      history: {
+        messagesPerRoom: opts.historyMessages, maxAgeSeconds: opts.historyAge, bytesPerPartition: opts.historyBytes,
+        fsync: opts.fsync, fsyncIntervalMs: opts.fsyncInterval,
+      },
       entry: fileURLToPath(import.meta.url),
     });
     let stopping = false;
@@ -118,7 +128,7 @@ for (const [role, load] of Object.entries(ROLE_STARTERS)) {
     .option('--port <port>', 'peer TCP port (0: any)')
     .option('--http-port <port>', 'metrics and health port (0: any)')
     .option('--ws-port <port>', 'WebSocket port for users (gateway)')
-    .option('--data-dir <dir>', 'RocksDB folder (pi, xiu)')
+    .option('--data-dir <dir>', 'RocksDB folder (broker, pi, xiu)')
     .option('--auth-key-file <file>', 'HS256 key file for login tokens (gateway)')
     .action(async (opts) => {
       try {

@@ -25,7 +25,7 @@ export interface LocalClusterOptions {
   host: string;
   webPort: number;
   logDir: string;
-  /** RocksDB data of pi and xiu, one folder per process; survives restarts (default <logDir>/data). */
+  /** RocksDB data of brokers, pi and xiu, one folder per process; survives restarts (default <logDir>/data). */
   dataDir?: string;
   restartDelayMs: number;
   /** HS256 key file for login tokens; unset: gateways accept any login. */
@@ -34,6 +34,8 @@ export interface LocalClusterOptions {
   peerSecretFile?: string;
   /** Message rate limits, written into the topology. */
   limits?: Topology['limits'];
+  /** Room history retention and fsync policy, written into the topology. */
+  history?: Topology['history'];
   /** The CLI entry point the children run. */
   entry: string;
 }
@@ -90,6 +92,7 @@ export class LocalCluster {
       roles: { ...topology.roles, pi: store, xiu: store, relay: { partitions: this.options.relays, replicas: 1 } },
       splitThreshold: options.splitThreshold,
       ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.history ? { history: options.history } : {}),
     });
   }
 
@@ -140,7 +143,7 @@ export class LocalCluster {
     const child = fork(this.options.entry, [
       spec.role, '--partition', String(spec.partition), '--replica', String(spec.replica),
       '--ordinal', String(spec.ordinal), '--host', this.options.host,
-      ...(spec.role === 'pi' || spec.role === 'xiu' ? ['--data-dir', join(this.options.dataDir, spec.name)] : []),
+      ...(spec.role === 'pi' || spec.role === 'xiu' || spec.role === 'broker' ? ['--data-dir', join(this.options.dataDir, spec.name)] : []),
       ...(spec.role === 'gateway' && this.options.authKeyFile ? ['--auth-key-file', this.options.authKeyFile] : []),
     ], {
       // A larger young generation: the hot path allocates many short-lived objects.
@@ -158,9 +161,12 @@ export class LocalCluster {
     });
   }
 
+  /** Every process registered ready, and every broker partition has elected a leader that can commit. */
   private allReady(specs: ProcessSpec[]): Promise<void> {
+    const brokerPartitions = new Set(specs.filter((s) => s.role === 'broker').map((s) => s.partition));
     const isReady = (members: Member[]) => specs.every((s) =>
-      members.some((m) => m.role === s.role && m.partition === s.partition && m.replica === s.replica && m.ready));
+      members.some((m) => m.role === s.role && m.partition === s.partition && m.replica === s.replica && m.ready))
+      && [...brokerPartitions].every((p) => members.some((m) => m.role === 'broker' && m.partition === p && m.leader));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         const members = this.registry.members();

@@ -1,25 +1,25 @@
 // Proxy: the entry point for publishers. Routes each Publish (and each
-// HistoryRequest of a rejoining member) to the broker replica that orders its
-// room, relays the broker's answer back, and re-routes what a failed broker
-// left unanswered to the next live replica (the message id makes a retried
-// publish harmless downstream). A Publish and its PublishAck pass through as
+// history or heads request) to the leader of its room's broker partition,
+// which the partition's replicas elect among themselves and announce on
+// every link (PartitionLeader); relays the broker's answer back; and re-routes
+// what a failed or deposed leader left unanswered to the partition's next
+// leader (the message id makes a retried publish harmless downstream). A Publish and its PublishAck pass through as
 // the bytes that arrived, with the correlation of the next hop appended
 // (protocol/wire-scan.ts): the proxy decodes neither.
-import { Counter, Gauge } from 'prom-client';
+import { Counter } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { HotCounter, sampledGauge } from '../observability/hot-metrics.js';
-import { Long, peer, type PeerFrameInit } from '../protocol/index.js';
+import { Long, peer, toNumber, type PeerFrameInit } from '../protocol/index.js';
 import {
   HISTORY_REQUEST_CORRELATION_FIELD, HISTORY_REQUEST_FRAME_TAG, PUBLISH_ACK_CORRELATION_FIELD, PUBLISH_ACK_FRAME_TAG,
   PUBLISH_CORRELATION_FIELD, PUBLISH_FRAME_TAG, scanFrame, ScannedFields, withCorrelation,
 } from '../protocol/wire-scan.js';
 import type { Member } from '../registry/schema.js';
-import { ReplicaIndex } from '../routing/placement.js';
+import { partitionOf, ReplicaIndex } from '../routing/placement.js';
 import type { RoleContext, RoleInstance } from '../runtime/role-process.js';
 import type { PeerLink } from '../transport/peer-link.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { PeerServer } from '../transport/peer-server.js';
-import { DEFAULT_HEALTH, ReplicaHealth } from './replica-health.js';
 
 const ROUTE_RETRY_MS = 50;
 /** How long a publish may wait for a live broker before NO_ROUTE. */
@@ -33,7 +33,7 @@ const ackedWith = Object.values(peer.PublishStatus).filter((v): v is number => t
 const ackedWithOther = acks.cell({ status: 'unknown' });
 const rerouted = new Counter({ name: 'groupchat_proxy_reroute_total', help: 'Publishes re-sent to another broker replica', registers: [metrics] });
 const pendingGauge = sampledGauge({ name: 'groupchat_proxy_pending', help: 'Publishes awaiting a broker ack' });
-const openCircuits = new Gauge({ name: 'groupchat_proxy_open_circuits', help: 'Broker replicas this proxy routes around', registers: [metrics] });
+const leaderChanges = new Counter({ name: 'groupchat_proxy_leader_changes_total', help: 'Partition leaders this proxy learned of', registers: [metrics] });
 
 function countAck(status: number): void {
   (ackedWith[status] ?? ackedWithOther).count++;
@@ -42,12 +42,16 @@ function countAck(status: number): void {
 /** How each kind of request travels: its PeerFrame tag and where its correlation is. */
 const PUBLISH = { frameTag: PUBLISH_FRAME_TAG, correlationField: PUBLISH_CORRELATION_FIELD } as const;
 const HISTORY = { frameTag: HISTORY_REQUEST_FRAME_TAG, correlationField: HISTORY_REQUEST_CORRELATION_FIELD } as const;
+const HEADS = { frameTag: (28 << 3) | 2, correlationField: 1 } as const;
+
+/** Answers that mean "ask again, maybe elsewhere": the partition's leader moved or is being elected. */
+const RETRY_STATUSES = new Set<number>([peer.PublishStatus.WRONG_PARTITION, peer.PublishStatus.NOT_LEADER, peer.PublishStatus.UNAVAILABLE]);
 
 interface Pending {
   origin: PeerLink;
   originCorrelation: number;
   roomId: number;
-  kind: typeof PUBLISH | typeof HISTORY;
+  kind: typeof PUBLISH | typeof HISTORY | typeof HEADS;
   /** The request's message bytes, as the origin sent them; the correlation is appended per hop. */
   request: Uint8Array;
   /** A publish's message id, for a NO_ROUTE answer. */
@@ -55,9 +59,6 @@ interface Pending {
   idHigh: number;
   brokerId: string | null;
   deadline: number;
-  sentAt: number;
-  /** Already counted as slow against brokerId. */
-  slowCounted: boolean;
 }
 
 export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
@@ -68,10 +69,16 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
   pendingGauge.source = () => pending.size;
   const paused = new Set<PeerLink>();
   let nextCorrelation = 1;
-  const health = new ReplicaHealth();
   const linkUp = (m: Member) => brokers.isUp(m.id);
-  const usable = (m: Member) => linkUp(m) && health.allows(m.id);
   const index = new ReplicaIndex('broker');
+  /** Each partition's leader as its replicas announced it; the newest term wins. */
+  const leaders = new Map<number, { replica: number; term: number }>();
+  const leaderOf = (roomId: number, partitions: number): Member | undefined => {
+    const partition = partitionOf(roomId, partitions);
+    const leader = leaders.get(partition);
+    if (!leader) return undefined;
+    return registry.members().find((m) => m.role === 'broker' && m.partition === partition && m.replica === leader.replica && linkUp(m));
+  };
 
   const syncBrokers = () => {
     brokers.sync(registry.members().filter((m) => m.role === 'broker'));
@@ -82,8 +89,8 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
 
   const route = (correlation: number, entry: Pending): void => {
     const topology = registry.topology().roles.broker;
-    // Open circuits are avoided, but never at the price of having no replica at all.
-    const target: Member | undefined = index.pick(entry.roomId, topology.partitions, topology.replicas, usable)
+    // Until a partition's leader is known, any live replica will say who it is (NOT_LEADER, then PartitionLeader).
+    const target: Member | undefined = leaderOf(entry.roomId, topology.partitions)
       ?? index.pick(entry.roomId, topology.partitions, topology.replicas, linkUp);
     const link = target ? brokers.link(target.id) : null;
     if (!target || !link) {
@@ -98,8 +105,6 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
       return;
     }
     entry.brokerId = target.id;
-    entry.sentAt = Date.now();
-    entry.slowCounted = false;
     const accepted = link.sendEncoded(withCorrelation(entry.kind.frameTag, entry.request, entry.kind.correlationField, correlation));
     if (!accepted && !paused.has(entry.origin)) {
       // Back-pressure: stop reading this publisher until the broker drains.
@@ -112,13 +117,12 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
   const settle = (correlation: number, status: number): Pending | null => {
     const entry = pending.get(correlation);
     if (!entry) return null;
-    if (status === peer.PublishStatus.WRONG_PARTITION) {
+    if (RETRY_STATUSES.has(status) && Date.now() < entry.deadline) {
       rerouted.inc();
       setTimeout(() => { if (pending.get(correlation) === entry) route(correlation, entry); }, ROUTE_RETRY_MS);
       return null;
     }
     pending.delete(correlation);
-    if (entry.brokerId) health.success(entry.brokerId, Date.now() - entry.sentAt);
     countAck(status);
     return entry;
   };
@@ -138,6 +142,17 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
       } else if (frame.body === 'historyReply') {
         const entry = settle(frame.historyReply.correlation, frame.historyReply.status);
         entry?.origin.send({ historyReply: { ...frame.historyReply, correlation: entry.originCorrelation } });
+      } else if (frame.body === 'headsReply') {
+        const entry = settle(frame.headsReply.correlation, frame.headsReply.status);
+        entry?.origin.send({ headsReply: { ...frame.headsReply, correlation: entry.originCorrelation } });
+      } else if (frame.body === 'partitionLeader') {
+        const { partition, replica, term, known } = frame.partitionLeader;
+        const current = leaders.get(partition);
+        if (!known || (current && current.term > toNumber(term))) return;
+        if (current?.replica === replica && current.term === toNumber(term)) return;
+        leaders.set(partition, { replica, term: toNumber(term) });
+        leaderChanges.inc();
+        log.info({ partition, replica, term: toNumber(term) }, 'broker partition leader');
       }
     });
     link.on('drain', () => {
@@ -146,7 +161,8 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     });
   });
   brokers.on('down', (member) => {
-    health.failure(member.id);
+    const leader = leaders.get(member.partition);
+    if (leader?.replica === member.replica) leaders.delete(member.partition);
     let count = 0;
     for (const [correlation, entry] of pending) {
       if (entry.brokerId !== member.id) continue;
@@ -162,7 +178,7 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     nextCorrelation = nextCorrelation >= 0xffffffff ? 1 : nextCorrelation + 1;
     const entry: Pending = {
       origin, originCorrelation: fields.correlation, roomId: fields.roomId, kind, request, idLow: fields.idLow, idHigh: fields.idHigh,
-      brokerId: null, deadline: Date.now() + ROUTE_DEADLINE_MS, sentAt: 0, slowCounted: false,
+      brokerId: null, deadline: Date.now() + ROUTE_DEADLINE_MS,
     };
     pending.set(correlation, entry);
     route(correlation, entry);
@@ -193,8 +209,16 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
         accept(origin, HISTORY, peer.HistoryRequest.encode(frame.historyRequest).finish(), fields);
         return;
       }
+      if (frame.body === 'headsRequest') {
+        // The rooms of one request share a partition (the sender groups them); the first routes it.
+        fields.correlation = frame.headsRequest.correlation;
+        fields.roomId = frame.headsRequest.roomIds[0] ?? 0;
+        if (fields.roomId === 0) return void origin.send({ headsReply: { correlation: fields.correlation, status: peer.PublishStatus.REJECTED } });
+        accept(origin, HEADS, peer.HeadsRequest.encode(frame.headsRequest).finish(), fields);
+        return;
+      }
       if (frame.body !== 'publish') {
-        origin.fail(10, `a proxy accepts only Publish and HistoryRequest frames, got ${frame.body}`);
+        origin.fail(10, `a proxy accepts only Publish, HistoryRequest and HeadsRequest frames, got ${frame.body}`);
         return;
       }
       if (!scanFrame(peer.PeerFrame.encode({ publish: frame.publish }).finish(), PUBLISH_FRAME_TAG, fields)) {
@@ -210,29 +234,11 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
   });
 
   function noRoute(entry: Pending): PeerFrameInit {
-    return entry.kind === PUBLISH
-      ? { publishAck: { messageId: Long.fromBits(entry.idLow, entry.idHigh, true), correlation: entry.originCorrelation, status: peer.PublishStatus.NO_ROUTE } }
-      : { historyReply: { correlation: entry.originCorrelation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE } };
+    const status = peer.PublishStatus.NO_ROUTE;
+    if (entry.kind === PUBLISH) return { publishAck: { messageId: Long.fromBits(entry.idLow, entry.idHigh, true), correlation: entry.originCorrelation, status } };
+    if (entry.kind === HEADS) return { headsReply: { correlation: entry.originCorrelation, status } };
+    return { historyReply: { correlation: entry.originCorrelation, complete: false, deliveries: [], status } };
   }
-
-  // Publishes a replica sits on count against it; once its circuit opens, its
-  // rooms (and what it holds of theirs) move to the next replica.
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    const opened = new Set<string>();
-    for (const entry of pending.values()) {
-      if (!entry.brokerId || entry.slowCounted || now - entry.sentAt < DEFAULT_HEALTH.slowMs) continue;
-      entry.slowCounted = true;
-      health.failure(entry.brokerId);
-      if (!health.allows(entry.brokerId)) opened.add(entry.brokerId);
-    }
-    for (const brokerId of opened) {
-      log.warn({ broker: brokerId }, 'broker replica slow: circuit open, its rooms move to the next replica');
-      for (const [correlation, entry] of pending) if (entry.brokerId === brokerId) route(correlation, entry);
-    }
-    openCircuits.set(health.snapshot().filter((r) => r.state !== 'closed').length);
-  }, 250);
-  sweep.unref();
 
   const address = await server.listen(ctx.config.port, ctx.config.host);
   log.info({ address }, 'proxy listening');
@@ -240,7 +246,6 @@ export async function startProxy(ctx: RoleContext): Promise<RoleInstance> {
     member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
     isReady: () => registry.members().some((m) => m.role === 'broker' && brokers.isUp(m.id)),
     stop: async () => {
-      clearInterval(sweep);
       brokers.close();
       await server.close();
     },

@@ -53,6 +53,18 @@ export const TopologySchema = z.object({
     /** Deliveries a broker holds for one slow gateway before refusing more. */
     gatewayQueueMessages: z.number().int().min(100).optional(),
   }).strict().optional(),
+  /** Room history: retention of the brokers' replicated room logs, and when a write counts as durable. */
+  history: z.object({
+    /** The newest messages kept per room. */
+    messagesPerRoom: z.number().int().min(1).optional(),
+    /** Messages older than this are compacted away; 0: no age limit. */
+    maxAgeSeconds: z.number().int().min(0).optional(),
+    /** Each partition's log is compacted to stay under this. */
+    bytesPerPartition: z.number().int().min(1024 * 1024).optional(),
+    /** always: fsync before a commit is acknowledged; batch: fsync every fsyncIntervalMs. */
+    fsync: z.enum(['always', 'batch']).optional(),
+    fsyncIntervalMs: z.number().int().min(1).max(1000).optional(),
+  }).strict().optional(),
 }).strict();
 export type Topology = z.infer<typeof TopologySchema>;
 

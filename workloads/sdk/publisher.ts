@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { Fifo } from '../collections/fifo.js';
 import { Snowflake } from '../ids/snowflake.js';
-import { peer, type Long, type PeerFrame, type PeerFrameInit } from '../protocol/index.js';
+import { Long, peer, type PeerFrame, type PeerFrameInit } from '../protocol/index.js';
 import type { LinkOptions, PeerIdentity, PeerLink } from '../transport/peer-link.js';
 import { DEFAULT_LINK_OPTIONS } from '../transport/peer-link.js';
 import { PeerPool, type Dialable } from '../transport/peer-pool.js';
@@ -150,7 +150,7 @@ export class Publisher extends EventEmitter {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.historyRequests.delete(correlation);
-        resolve({ correlation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE });
+        resolve({ correlation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE, headSeq: Long.UZERO, firstSeq: Long.UZERO });
       }, this.timeoutMs);
       const request = {
         frame: { historyRequest: { correlation, roomId, sequencerId, afterSeq } }, proxyId: null,

@@ -9,6 +9,8 @@ export interface KvWrite {
   key: Uint8Array;
   value?: Uint8Array;
   delete?: boolean;
+  /** With delete: removes every key in [key, rangeEnd) in the same atomic batch. */
+  rangeEnd?: Uint8Array;
 }
 
 interface Waiting { resolve: () => void; reject: (err: Error) => void }
@@ -52,7 +54,8 @@ export class KvStore {
       try {
         const batch = this.db.write();
         for (const w of writes) {
-          if (w.delete) batch.delete(Buffer.from(w.key));
+          if (w.delete && w.rangeEnd) batch.deleteRange(Buffer.from(w.key), Buffer.from(w.rangeEnd));
+          else if (w.delete) batch.delete(Buffer.from(w.key));
           else batch.put(Buffer.from(w.key), Buffer.from(w.value ?? new Uint8Array()));
         }
         await batch.flush();
@@ -79,6 +82,12 @@ export class KvStore {
   /** Removes every key in [gte, lt). */
   async deleteRange(gte: Uint8Array, lt: Uint8Array): Promise<void> {
     await this.db.deleteRange(Buffer.from(gte), Buffer.from(lt));
+  }
+
+  /** The name of RocksDB's current write-ahead log file in the database directory (to fsync it). */
+  async currentWalFile(): Promise<string> {
+    const wal = await this.db.currentWalFile();
+    return wal.path.replace(/^\/+/, '');
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ declare module 'rocksdb-native' {
   interface WriteBatch {
     put(key: Buffer, value: Buffer): void;
     delete(key: Buffer): void;
+    deleteRange(start: Buffer, end: Buffer): void;
     flush(): Promise<void>;
   }
   interface IteratorRange {
@@ -18,6 +19,9 @@ declare module 'rocksdb-native' {
     write(): WriteBatch;
     iterator(range: IteratorRange): AsyncIterable<{ key: Buffer; value: Buffer }>;
     deleteRange(start: Buffer, end: Buffer): Promise<void>;
+    /** The write-ahead log file being written, its path relative to the database directory. */
+    currentWalFile(): Promise<{ path: string }>;
+    approximateSize(start: Buffer, end: Buffer): Promise<number>;
     close(): Promise<void>;
   }
 }
