@@ -9,13 +9,13 @@ NODE_BIN      := $(NODE_HOME)/node_modules/node/bin
 NODE          := $(NODE_BIN)/node
 export PATH   := $(CURDIR)/node_modules/.bin:$(NODE_BIN):$(PATH)
 
-.PHONY: simulate run test build deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets
+.PHONY: simulate run test build deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets image image-tools image-test
 
 run: build
 	$(NODE) dist/workloads/cli/main.js up
 
-# Every suite, the end-to-end one (dist/test/e2e) included.
-test: build chromium redis envtest kube-tools e2e-assets
+# Every suite, the end-to-end one (dist/test/e2e) and the image's (dist/test/image) included.
+test: build chromium redis envtest kube-tools e2e-assets image image-tools
 	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci
 
 # End to end on a whole control plane (apiserver, etcd, controller-manager,
@@ -23,7 +23,7 @@ test: build chromium redis envtest kube-tools e2e-assets
 # install, chat, double the partitions under traffic. Prints a report and
 # writes it to dist/e2e-report.json; a failed run keeps every log in
 # dist/e2e-artifacts/.
-e2e: build envtest kube-tools e2e-assets
+e2e: build envtest kube-tools e2e-assets image image-tools
 	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci dist/test/e2e
 
 build: deps
@@ -71,6 +71,31 @@ crds: build
 # Runs the operator against the current kubeconfig's cluster.
 operator: build
 	$(NODE) dist/workloads/cli/main.js operator
+
+# The workload image, one for every role and the operator: an OCI archive and a
+# `docker save` archive of it in dist/image/, built without a daemon from
+# pinned Debian packages and npm packages (scripts/image/build.mjs, docs/operator.md).
+# The time of HEAD's commit dates every file, so one commit gives one archive;
+# it is rebuilt only when its inputs change.
+image: build
+	$(NODE) scripts/image/build.mjs
+
+# Runs the image from its archive in runc, read-only, as its user: `groupchat up`
+# inside, every role, a message through; and checks the archives themselves.
+image-test: image image-tools kube-tools
+	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci dist/test/image
+
+# runc runs containers from the image (image-test, the e2e node agent); skopeo
+# reads the archives as registries' tools do. Debian's, at pinned versions.
+RUNC_VERSION   := 1.1.5+ds1-1+deb12u1
+SKOPEO_VERSION := 1.9.3+ds1-1+b10
+IMAGE_TOOLS    := $(CACHE)/image/tools-runc_$(RUNC_VERSION)-skopeo_$(SKOPEO_VERSION)
+image-tools: $(IMAGE_TOOLS)
+
+$(IMAGE_TOOLS):
+	dpkg-query -W -f='$${Version}' runc 2>/dev/null | grep -qx '$(RUNC_VERSION)' && dpkg-query -W -f='$${Version}' skopeo 2>/dev/null | grep -qx '$(SKOPEO_VERSION)' \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc=$(RUNC_VERSION) skopeo=$(SKOPEO_VERSION); }
+	mkdir -p $(dir $@) && touch $@
 
 # Debian's Chromium drives the browser test (playwright-core, no downloads).
 chromium: /usr/bin/chromium

@@ -87,7 +87,13 @@ export function registerBenchCommand(program: Command): void {
       return v;
     })
     .action(async (opts) => {
-      const { runScenario, ProgressView } = await import('./runner.js');
+      // The bench's peers and libraries are development dependencies: the image has none of them.
+      const { runScenario, ProgressView } = await import('./runner.js').catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ERR_MODULE_NOT_FOUND') throw err;
+        process.stderr.write(`groupchat bench needs the development dependencies (${err.message.split('\n')[0]}): `
+          + 'run it from a checkout after `make build`; the image carries production dependencies only\n');
+        process.exit(2);
+      });
       const { chartSvg, formatTable, machine, ratios } = await import('./report.js');
       const scenario = opts.scenario as ScenarioName;
       const limit = raiseOpenFiles();
