@@ -134,7 +134,10 @@ for (const [role, load] of Object.entries(ROLE_STARTERS)) {
       try {
         await runRole(loadRoleConfig(role, opts), await load());
       } catch (err) {
-        process.stderr.write(`groupchat ${role}: ${(err as Error).message}\n`);
+        // The causes too: "Cannot load addon" alone does not say which library is missing.
+        const reasons: string[] = [];
+        for (let e: unknown = err; e instanceof Error; e = e.cause) reasons.push(e.message);
+        process.stderr.write(`groupchat ${role}: ${reasons.join(': ')}\n`);
         process.exit(1);
       }
     });
