@@ -188,6 +188,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     const before = toNumber(request.beforeSeq);
     // A position from before durable rooms (another sequencer_id) cannot be mapped: start over, incomplete.
     const foreign = request.sequencerId !== 0 && request.sequencerId !== DURABLE_SEQUENCER_ID;
+    // A resume position beyond the head was never given out: the client is confused, say so. (before_seq beyond it just means the newest.)
     if (after > head || request.limit > MAX_HISTORY_PAGE) return answer({ status: peer.PublishStatus.REJECTED, headSeq: head });
     const page = await rooms.page(request.roomId, foreign ? Math.max(0, head - MAX_HISTORY_PAGE) : after, before, request.limit, (i) => roomLog.entry(i));
     answer({

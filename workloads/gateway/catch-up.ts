@@ -1,6 +1,6 @@
 // A gateway that hung past its registry TTL was dropped by the brokers, and
 // they released what they held for it as handed over, while its users stayed
-// connected. When it is back in the registry it asks each room's sequencer
+// connected. When it is back in the registry it reads each room's log
 // for what came after the last position it delivered before it left, and
 // delivers that first; live deliveries of those rooms wait until then, so
 // members see the room in order. The gateway's duplicate filter drops
@@ -24,6 +24,7 @@ export class CatchUp {
 
   constructor(
     private readonly deliver: (delivery: RoomDelivery) => void,
+    /** Everything a room stored after a position (Publisher.historySince). */
     private readonly history: (roomId: number, sequencerId: number, afterSeq: number) => Promise<HistoryReply>,
     private readonly hasMembers: (roomId: number) => boolean,
     private readonly log: Logger,

@@ -30,6 +30,7 @@ import { onReturn } from '../registry/departures.js';
 import { AuthError, loadKey, mayJoin, verifyLogin, type LoginClaims } from '../auth/tokens.js';
 import { limitFrom, TokenBuckets } from '../limits/token-bucket.js';
 import { PublishError } from '../sdk/publisher.js';
+import { answerHistory, answerRoomHeads, type RoomReadsDeps } from './room-reads.js';
 import { peer, toNumber, vroomOf } from '../protocol/index.js';
 
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
@@ -55,13 +56,15 @@ function framed(frame: Parameters<typeof client.ServerFrame.encode>[0]): Buffer 
   return binaryFrame(client.ServerFrame.encode(frame).finish());
 }
 
+function toDelivery(d: RoomDelivery) {
+  return {
+    roomId: d.roomId, messageId: d.messageId, senderId: d.senderId, roomSeq: d.roomSeq,
+    sequencerId: d.sequencerId, payload: d.payload, sentAtMs: d.sentAtMs,
+  };
+}
+
 function encodeDelivery(d: RoomDelivery): Buffer {
-  return framed({
-    delivery: {
-      roomId: d.roomId, messageId: d.messageId, senderId: d.senderId, roomSeq: d.roomSeq,
-      sequencerId: d.sequencerId, payload: d.payload, sentAtMs: d.sentAtMs,
-    },
-  });
+  return framed({ delivery: toDelivery(d) });
 }
 
 /** ws keeps its net.Socket in `_socket`: the gateway writes its pre-framed frames there. */
@@ -194,7 +197,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     }
   };
 
-  const catchUp = new CatchUp(deliver, (roomId, sequencerId, afterSeq) => publisher.history(roomId, sequencerId, afterSeq),
+  const catchUp = new CatchUp(deliver, (roomId, sequencerId, afterSeq) => publisher.historySince(roomId, sequencerId, afterSeq),
     (roomId) => rooms.sessions(roomId) !== undefined, log);
   onReturn(registry, ctx.memberId, () => void catchUp.returned(), () => catchUp.left());
   const leaveRoom = (roomId: number, session: Session): boolean => {
@@ -209,8 +212,16 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
     session.resuming.set(roomId, held);
     let complete = false;
     try {
-      const answer = await publisher.history(roomId, sequencerId, afterSeq);
+      const answer = await publisher.historySince(roomId, sequencerId, afterSeq);
+      if (answer.status === peer.PublishStatus.REJECTED) {
+        for (const live of held) send(session, live.frame);
+        return reply(session, requestId, ErrorCode.INVALID_ARGUMENT, `joined; resume_after_seq ${afterSeq} is beyond the room's head ${answer.headSeq.toString()}`);
+      }
       complete = answer.complete && answer.status === peer.PublishStatus.DELIVERED;
+      if (!complete) {
+        log.warn({ room: roomId, afterSeq, status: peer.PublishStatus[answer.status], head: answer.headSeq.toString(), first: answer.firstSeq.toString(), got: answer.deliveries.length },
+          'a resume could not read everything after its position');
+      }
       const sent = new Set<string>();
       for (const missed of answer.deliveries) {
         sent.add(`${missed.senderId}/${messageIdKey(missed.messageId)}`);
@@ -221,8 +232,18 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
       session.resuming.delete(roomId);
     }
     if (complete) reply(session, requestId);
-    else reply(session, requestId, ErrorCode.HISTORY_INCOMPLETE, 'joined; some missed messages are older than the broker retains or were ordered by another sequencer');
+    else reply(session, requestId, ErrorCode.HISTORY_INCOMPLETE, 'joined; some missed messages are no longer kept (retention), or the room could not be read now');
   };
+
+  const roomReads = (session: Session, requestId: number): RoomReadsDeps => ({
+    history: (roomId, query) => publisher.history(roomId, query),
+    heads: (roomIds) => publisher.heads(roomIds),
+    partitions: () => registry.topology().roles.broker.partitions,
+    mayRead: (roomId) => mayJoin(session.claims, roomId),
+    send: (frame) => send(session, framed(frame)),
+    reply: (code, message) => reply(session, requestId, code, message),
+    toDelivery,
+  });
 
   relays.on('inbox', (push: InboxPush) => {
     for (const session of sessionsByUser.get(push.userId) ?? []) {
@@ -293,7 +314,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
         });
         return;
       }
-      case 'join': case 'leave': case 'send': case 'direct': case 'ackInbox':
+      case 'join': case 'leave': case 'send': case 'direct': case 'ackInbox': case 'history': case 'roomHeads':
         if (!session.loggedIn) return reply(session, requestId, ErrorCode.NOT_LOGGED_IN, 'log in first');
         break;
       default:
@@ -315,6 +336,12 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
         if (resumeSequencerId !== 0) return resume(session, requestId, roomId, resumeSequencerId, toNumber(resumeAfterSeq));
         return reply(session, requestId);
       });
+      return;
+    }
+    if (frame.body === 'history' || frame.body === 'roomHeads') {
+      const deps = roomReads(session, requestId);
+      const read = frame.body === 'history' ? answerHistory(deps, requestId, frame.history) : answerRoomHeads(deps, requestId, frame.roomHeads.roomIds);
+      void read.catch((err: Error) => reply(session, requestId, ErrorCode.UNAVAILABLE, err.message));
       return;
     }
     if (frame.body === 'direct') {

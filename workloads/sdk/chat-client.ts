@@ -16,6 +16,8 @@ export class ChatError extends Error {
 }
 
 export type InboxMessage = Decoded<NonNullable<Parameters<typeof client.InboxMessage.encode>[0]>>;
+export type HistoryPage = Decoded<NonNullable<Parameters<typeof client.HistoryPage.encode>[0]>>;
+export type RoomHead = Decoded<NonNullable<Parameters<typeof client.RoomHead.encode>[0]>>;
 
 /** Where a member's view of a room ends: pass to join() to resume after a drop. */
 export interface RoomPosition {
@@ -50,7 +52,8 @@ const DEDUP_ENTRIES = 10_000;
 
 export class ChatClient extends EventEmitter<ChatClientEvents> {
   private nextRequestId = 1;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  /** Requests awaiting their answer: a Reply, or for History and RoomHeads their own frame. */
+  private readonly pending = new Map<number, { resolve: (answer?: unknown) => void; reject: (err: Error) => void }>();
   private readonly seen = new LRUCache<string, true>({ max: DEDUP_ENTRIES });
   /** Duplicates the SDK dropped (a gateway already dedups; this counts what slipped past). */
   duplicatesDropped = 0;
@@ -178,6 +181,16 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
     return this.request({ send: { roomId, payload, ...(messageId ? { messageId } : {}) } });
   }
 
+  /** Scrollback: the newest stored messages before beforeSeq (0: up to the head), oldest first. */
+  history(roomId: number, beforeSeq = 0, limit = 0): Promise<HistoryPage> {
+    return this.ask({ history: { roomId, beforeSeq, limit } }) as Promise<HistoryPage>;
+  }
+
+  /** Where each room stands (its newest room_seq), e.g. for unread counts after a login. */
+  roomHeads(roomIds: number[]): Promise<RoomHead[]> {
+    return (this.ask({ roomHeads: { roomIds } }) as Promise<{ heads: RoomHead[] }>).then((r) => r.heads);
+  }
+
   /** Sends raw bytes: for tests of the gateway's handling of bad input. */
   sendRaw(data: Uint8Array | string): void {
     this.ws.send(data);
@@ -193,6 +206,10 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
   }
 
   private request(body: Omit<Parameters<typeof client.ClientFrame.encode>[0], 'requestId'>): Promise<void> {
+    return this.ask(body) as Promise<void>;
+  }
+
+  private ask(body: Omit<Parameters<typeof client.ClientFrame.encode>[0], 'requestId'>): Promise<unknown> {
     const requestId = this.nextRequestId++;
     return new Promise((resolve, reject) => {
       if (this.ws.readyState !== WebSocket.OPEN) return reject(new ChatError('CLOSED', 'connection is not open'));
@@ -225,6 +242,12 @@ export class ChatClient extends EventEmitter<ChatClientEvents> {
       this.seen.set(key, true);
       this.positions.set(delivery.roomId, { sequencerId: delivery.sequencerId, roomSeq: toNumber(delivery.roomSeq) });
       this.emit('message', delivery);
+    } else if (frame.history || frame.roomHeads) {
+      // The answer to a History or RoomHeads request: it settles that request.
+      const answer = (frame.history ?? frame.roomHeads)!;
+      const entry = this.pending.get(answer.requestId ?? 0);
+      this.pending.delete(answer.requestId ?? 0);
+      entry?.resolve(answer);
     } else if (frame.inbox) {
       const item = frame.inbox as InboxMessage;
       const position = toNumber(item.position);

@@ -41,6 +41,20 @@ export interface PublishResult {
 }
 
 export type HistoryReply = Extract<PeerFrame, { body: 'historyReply' }>['historyReply'];
+export type HeadsReply = Extract<PeerFrame, { body: 'headsReply' }>['headsReply'];
+
+/** One page of a room's history: after a position (oldest first), or backwards before one. */
+export interface HistoryQuery {
+  afterSeq?: number;
+  /** Non-zero: the newest messages before this room_seq instead. */
+  beforeSeq?: number;
+  /** At most this many (the broker's maximum is 1000). */
+  limit?: number;
+  /** The sequencer_id the position came from (1 for every durable room; 0: unknown). */
+  sequencerId?: number;
+}
+
+type Reply = HistoryReply | HeadsReply;
 
 export class PublishError extends Error {
   constructor(message: string, readonly status: string, readonly messageId: Long) {
@@ -64,7 +78,8 @@ export class Publisher extends EventEmitter {
   private readonly pool: PeerPool<Dialable>;
   private readonly ids: Snowflake;
   private readonly inFlight = new Map<number, InFlight>();
-  private readonly historyRequests = new Map<number, { frame: PeerFrameInit; proxyId: string | null; resolve: (reply: HistoryReply) => void }>();
+  /** History and heads requests awaiting their reply, by correlation. */
+  private readonly requests = new Map<number, { frame: PeerFrameInit; proxyId: string | null; resolve: (reply: Reply) => void }>();
   private readonly waiting = new Fifo<() => void>();
   private nextCorrelation = 1;
   private rotation = 0;
@@ -141,23 +156,57 @@ export class Publisher extends EventEmitter {
   }
 
   /**
-   * What the room's ordering broker still holds after afterSeq of sequencerId.
-   * Past the publisher's timeout it answers incomplete and empty rather than hang.
+   * One page of a room's stored history, from the leader of its partition.
+   * Past the publisher's timeout it answers NO_ROUTE and empty rather than hang.
    */
-  history(roomId: number, sequencerId: number, afterSeq: number): Promise<HistoryReply> {
+  history(roomId: number, query: HistoryQuery = {}): Promise<HistoryReply> {
+    return this.request((correlation) => ({
+      historyRequest: {
+        correlation, roomId, sequencerId: query.sequencerId ?? 0, afterSeq: query.afterSeq ?? 0,
+        beforeSeq: query.beforeSeq ?? 0, limit: query.limit ?? 0,
+      },
+    }), (correlation) => ({ correlation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE, headSeq: Long.UZERO, firstSeq: Long.UZERO })) as Promise<HistoryReply>;
+  }
+
+  /**
+   * Everything a room stored after afterSeq, page by page, up to max messages
+   * (complete is false when retention removed some, or more than max are there).
+   */
+  async historySince(roomId: number, sequencerId: number, afterSeq: number, max = 10_000): Promise<HistoryReply> {
+    let reply = await this.history(roomId, { sequencerId, afterSeq });
+    const deliveries = [...reply.deliveries];
+    let complete = reply.complete;
+    while (reply.status === peer.PublishStatus.DELIVERED && deliveries.length > 0 && deliveries.length < max) {
+      const last = deliveries[deliveries.length - 1]!.roomSeq.toNumber();
+      if (last >= reply.headSeq.toNumber()) break;
+      reply = await this.history(roomId, { sequencerId: 1, afterSeq: last, limit: Math.min(1000, max - deliveries.length) });
+      deliveries.push(...reply.deliveries);
+      complete &&= reply.complete;
+    }
+    const reachedHead = deliveries.length === 0 || deliveries[deliveries.length - 1]!.roomSeq.toNumber() >= reply.headSeq.toNumber();
+    // Spelled out: a decoded message keeps its default-valued fields on its prototype, where a spread does not look.
+    return { correlation: reply.correlation, status: reply.status, headSeq: reply.headSeq, firstSeq: reply.firstSeq, deliveries, complete: complete && reachedHead };
+  }
+
+  /** The head and first kept room_seq of rooms that share one broker partition (at most 1000). */
+  heads(roomIds: number[]): Promise<HeadsReply> {
+    return this.request((correlation) => ({ headsRequest: { correlation, roomIds } }),
+      (correlation) => ({ correlation, status: peer.PublishStatus.NO_ROUTE, heads: [] })) as Promise<HeadsReply>;
+  }
+
+  private request(frameOf: (correlation: number) => PeerFrameInit, timedOut: (correlation: number) => Reply): Promise<Reply> {
     const correlation = this.nextCorrelation;
     this.nextCorrelation = this.nextCorrelation >= 0xffffffff ? 1 : this.nextCorrelation + 1;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.historyRequests.delete(correlation);
-        resolve({ correlation, complete: false, deliveries: [], status: peer.PublishStatus.NO_ROUTE, headSeq: Long.UZERO, firstSeq: Long.UZERO });
+        this.requests.delete(correlation);
+        resolve(timedOut(correlation));
       }, this.timeoutMs);
-      const request = {
-        frame: { historyRequest: { correlation, roomId, sequencerId, afterSeq } }, proxyId: null,
-        resolve: (reply: HistoryReply) => { clearTimeout(timer); resolve(reply); },
-      };
-      this.historyRequests.set(correlation, request);
-      this.sendHistory(correlation);
+      this.requests.set(correlation, {
+        frame: frameOf(correlation), proxyId: null,
+        resolve: (reply: Reply) => { clearTimeout(timer); resolve(reply); },
+      });
+      this.sendRequest(correlation);
     });
   }
 
@@ -167,13 +216,13 @@ export class Publisher extends EventEmitter {
     this.pool.close();
   }
 
-  private sendHistory(correlation: number): void {
-    const request = this.historyRequests.get(correlation);
+  private sendRequest(correlation: number): void {
+    const request = this.requests.get(correlation);
     if (!request) return;
     const proxy = this.pool.members().find((p) => this.pool.isUp(p.id));
     if (!proxy) {
       request.proxyId = null;
-      setTimeout(() => this.sendHistory(correlation), RETRY_MS).unref();
+      setTimeout(() => this.sendRequest(correlation), RETRY_MS).unref();
       return;
     }
     request.proxyId = proxy.id;
@@ -196,10 +245,11 @@ export class Publisher extends EventEmitter {
 
   private onUp(_proxy: Dialable, link: PeerLink): void {
     link.on('frame', (frame) => {
-      if (frame.body === 'historyReply') {
-        const request = this.historyRequests.get(frame.historyReply.correlation);
-        this.historyRequests.delete(frame.historyReply.correlation);
-        request?.resolve(frame.historyReply);
+      if (frame.body === 'historyReply' || frame.body === 'headsReply') {
+        const reply = frame.body === 'historyReply' ? frame.historyReply : frame.headsReply;
+        const request = this.requests.get(reply.correlation);
+        this.requests.delete(reply.correlation);
+        request?.resolve(reply);
         return;
       }
       if (frame.body !== 'publishAck') return;
@@ -229,7 +279,7 @@ export class Publisher extends EventEmitter {
     for (const [correlation, entry] of this.inFlight) {
       if (entry.copiesOn.delete(proxyId)) this.dispatch(correlation, entry);
     }
-    for (const [correlation, request] of this.historyRequests) if (request.proxyId === proxyId) this.sendHistory(correlation);
+    for (const [correlation, request] of this.requests) if (request.proxyId === proxyId) this.sendRequest(correlation);
   }
 
   private settle(correlation: number, outcome: PublishResult | Error): void {
