@@ -46,13 +46,19 @@ export class KvStore {
 
   private async writeQueued(): Promise<void> {
     this.writing = true;
-    while (this.queued.length > 0 && !this.failed) {
+    // A write of nothing still waits for the writes queued before it.
+    while ((this.queued.length > 0 || this.waiting.length > 0) && !this.failed) {
       const writes = this.queued;
       const waiting = this.waiting;
       this.queued = [];
       this.waiting = [];
+      if (writes.length === 0) {
+        for (const w of waiting) w.resolve();
+        continue;
+      }
       try {
-        const batch = this.db.write();
+        // autoDestroy: a batch left undestroyed keeps the database open forever (close() waits for it).
+        const batch = this.db.write({ autoDestroy: true });
         for (const w of writes) {
           if (w.delete && w.rangeEnd) batch.deleteRange(Buffer.from(w.key), Buffer.from(w.rangeEnd));
           else if (w.delete) batch.delete(Buffer.from(w.key));

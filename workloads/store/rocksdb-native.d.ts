@@ -16,7 +16,7 @@ declare module 'rocksdb-native' {
     constructor(path: string, options?: Record<string, unknown>);
     ready(): Promise<void>;
     get(key: Buffer): Promise<Buffer | null>;
-    write(): WriteBatch;
+    write(options?: { autoDestroy?: boolean }): WriteBatch;
     iterator(range: IteratorRange): AsyncIterable<{ key: Buffer; value: Buffer }>;
     deleteRange(start: Buffer, end: Buffer): Promise<void>;
     /** The write-ahead log file being written, its path relative to the database directory. */
