@@ -86,15 +86,17 @@ image-test: image image-tools kube-tools
 	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci dist/test/image
 
 # runc runs containers from the image (image-test, the e2e node agent); skopeo
-# reads the archives as registries' tools do. Debian's, at pinned versions.
-RUNC_VERSION   := 1.1.5+ds1-1+deb12u1
-SKOPEO_VERSION := 1.9.3+ds1-1+b10
-IMAGE_TOOLS    := $(CACHE)/image/tools-runc_$(RUNC_VERSION)-skopeo_$(SKOPEO_VERSION)
+# and containerd's ctr read the archives as registries and nodes do. Debian's,
+# at pinned versions.
+IMAGE_TOOL_VERSIONS := runc=1.1.5+ds1-1+deb12u1 skopeo=1.9.3+ds1-1+b10 containerd=1.6.20~ds1-1+deb12u3
+IMAGE_TOOLS         := $(CACHE)/image/tools-$(subst =,_,$(subst $() ,-,$(IMAGE_TOOL_VERSIONS)))
 image-tools: $(IMAGE_TOOLS)
 
 $(IMAGE_TOOLS):
-	dpkg-query -W -f='$${Version}' runc 2>/dev/null | grep -qx '$(RUNC_VERSION)' && dpkg-query -W -f='$${Version}' skopeo 2>/dev/null | grep -qx '$(SKOPEO_VERSION)' \
-	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc=$(RUNC_VERSION) skopeo=$(SKOPEO_VERSION); }
+	for pin in $(IMAGE_TOOL_VERSIONS); do \
+	  dpkg-query -W -f='$${Package}=$${Version}\n' "$${pin%%=*}" 2>/dev/null | grep -qxF "$$pin" || missing="$$missing $$pin"; \
+	done; \
+	[ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 	mkdir -p $(dir $@) && touch $@
 
 # Debian's Chromium drives the browser test (playwright-core, no downloads).

@@ -2,9 +2,9 @@
 // in them, what is inside and what is not, and that building the same commit
 // again gives the same bytes.
 import { expect, test } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { builtImage } from '../support/image.js';
@@ -44,6 +44,31 @@ test('skopeo copies either archive, checking every blob on the way', () => {
     const fromDocker = JSON.parse(skopeo(['inspect', '--config', `oci:${dir}/from-docker:${image.image}`]));
     expect(fromDocker.rootfs.diff_ids).toEqual(image.layers.map((l) => l.diffId));
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ctr images import (what kind load image-archive runs) names it as a pod spec naming it resolves', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'groupchat-containerd-'));
+  const socket = join(dir, 'containerd.sock');
+  writeFileSync(join(dir, 'config.toml'), `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\n[grpc]\n  address = "${socket}"\n`);
+  const containerd = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  containerd.stderr.on('data', (d) => { log += d; });
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!existsSync(socket)) {
+      if (Date.now() > deadline || containerd.exitCode !== null) throw new Error(`containerd did not start within 30s:\n${log.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const ctr = (args: string[]) => execFileSync('ctr', ['--address', socket, '--namespace', 'k8s.io', ...args], { encoding: 'utf8' });
+    ctr(['images', 'import', '--all-platforms', docker.file]);
+    // A pod's `groupchat:0.1.0` means the default registry's library/groupchat:0.1.0.
+    const names = ctr(['images', 'list', '--quiet']).split('\n').filter(Boolean);
+    expect(names.filter((n) => n.endsWith(`/library/${image.image}`))).toHaveLength(1);
+  } finally {
+    containerd.kill('SIGTERM');
+    await new Promise((r) => (containerd.exitCode !== null ? r(null) : containerd.once('exit', r)));
     rmSync(dir, { recursive: true, force: true });
   }
 });
