@@ -9,13 +9,18 @@ import { workerIdFor } from '../../workloads/ids/snowflake.js';
 import { messageIdKey, toNumber, type Delivery } from '../../workloads/protocol/index.js';
 import { ChatClient } from '../../workloads/sdk/chat-client.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
+import { requiredMetric } from '../support/metrics.js';
 import { eventually, startLocalCluster, type LocalClusterHandle, type ProcessStatus } from '../support/cluster.js';
 
 let cluster: LocalClusterHandle;
+/** Retention of this cluster: 2,000 messages per room, 1 MiB of log per partition. */
+const KEEP_PER_ROOM = 2000;
+const KEEP_BYTES = 1024 * 1024;
 
 beforeAll(async () => {
   // One partition, three replicas: every room of the test lives in the one replicated log.
-  cluster = await startLocalCluster(['--partitions', '1', '--replicas', '3', '--restart-delay', '300']);
+  cluster = await startLocalCluster(['--partitions', '1', '--replicas', '3', '--restart-delay', '300',
+    '--history-messages', String(KEEP_PER_ROOM), '--history-bytes', String(KEEP_BYTES)]);
 });
 
 afterAll(async () => {
@@ -46,14 +51,15 @@ async function leader(): Promise<ProcessStatus> {
 }
 
 /** Publishes count messages into roomId from `publishers` pipelining publishers; `during` runs once a quarter is sent. */
-async function publish(roomId: number, count: number, publishers: number, during: () => Promise<void>, ordinal: number) {
+async function publish(roomId: number, count: number, publishers: number, during: () => Promise<void>, ordinal: number, payloadBytes = 0) {
   const acked: string[] = [];
   let failed = 0;
   const sent: Promise<void>[] = [];
   const pubs = Array.from({ length: publishers }, (_, i) => new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', ordinal + i), maxInFlight: 64 }));
   for (let i = 0; i < count; i++) {
     if (i === Math.floor(count / 4)) await during();
-    sent.push(pubs[i % publishers]!.publish({ roomId, payload: Buffer.from(`m${i}`) }).then(
+    const payload = payloadBytes ? Buffer.alloc(payloadBytes, i % 256) : Buffer.from(`m${i}`);
+    sent.push(pubs[i % publishers]!.publish({ roomId, payload }).then(
       (r) => { acked.push(messageIdKey(r.messageId)); },
       () => { failed++; },
     ));
@@ -152,5 +158,45 @@ describe('durable rooms', () => {
     expect(stored.size).toBe(seen.size);
     for (const [seq, key] of seen) expect({ seq, key: stored.get(seq) }).toEqual({ seq, key });
     await watcher.client.close();
+  });
+
+  // Last: compaction by bytes is partition-wide and removes the other rooms' old history too.
+  test('retention: a room keeps its newest messages; the log is compacted to its byte budget; a Join from before gets HISTORY_INCOMPLETE and what is kept', async () => {
+    const roomId = 404;
+    const { acked, failed } = await publish(roomId, KEEP_PER_ROOM + 300, 2, async () => undefined, 70);
+    expect(failed).toBe(0);
+    const reader = await member(0, 9301, 505);
+    let page = await reader.client.history(roomId, 0, 1000);
+    expect(toNumber(page.headSeq)).toBe(acked.length);
+    expect(toNumber(page.firstSeq)).toBe(acked.length - KEEP_PER_ROOM + 1);
+    // From the start: incomplete, and exactly the kept messages, in order.
+    const late = await ChatClient.connect(cluster.ready.gateways[1]!);
+    await late.login(9302);
+    const got: Delivery[] = [];
+    late.on('message', (d: Delivery) => { if (d.roomId === roomId) got.push(d); });
+    await expect(late.join(roomId, { sequencerId: 1, roomSeq: 0 })).rejects.toThrow(/HISTORY_INCOMPLETE/);
+    expect(got.map((d) => toNumber(d.roomSeq))).toEqual(Array.from({ length: KEEP_PER_ROOM }, (_, i) => acked.length - KEEP_PER_ROOM + 1 + i));
+    await late.close();
+
+    // Past the byte budget (3 MiB into a 1 MiB log): every replica compacts the oldest entries away.
+    const big = await publish(606, 750, 2, async () => undefined, 72, 4096);
+    expect(big.failed).toBe(0);
+    const replicas = (await brokers()).map((b) => b.member!.httpAddress!);
+    for (const http of replicas) {
+      const deadline = Date.now() + 60_000;
+      while ((await requiredMetric(http, 'groupchat_log_bytes')) > KEEP_BYTES) {
+        if (Date.now() > deadline) throw new Error(`${http}: the room log stayed over its ${KEEP_BYTES}-byte budget for 60 s`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(await requiredMetric(http, 'groupchat_log_compacted_entries_total')).toBeGreaterThan(0);
+    }
+    page = await reader.client.history(606, 1, 10);
+    expect(toNumber(page.firstSeq)).toBeGreaterThan(1);
+    page = await reader.client.history(606, toNumber(page.firstSeq), 10);
+    expect(page.complete).toBe(false);
+    expect(page.messages).toEqual([]);
+    // The room that did not get the big messages lost its old history to the same budget, but not its numbering.
+    expect(toNumber((await reader.client.roomHeads([roomId]))[0]!.headSeq)).toBe(acked.length);
+    await reader.client.close();
   });
 });
