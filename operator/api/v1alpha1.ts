@@ -59,6 +59,13 @@ const PartitionedRoleSchema = z.object({
 
 const StoredRoleSchema = PartitionedRoleSchema.extend({ storage: StorageSchema }).strict();
 
+/** The volume of each broker pod when the spec names none: its partition's room log lives there. */
+export const DEFAULT_BROKER_STORAGE: z.infer<typeof StorageSchema> = { size: '10Gi' };
+const BrokerRoleSchema = PartitionedRoleSchema.extend({
+  storage: StorageSchema.optional()
+    .meta({ description: 'A PersistentVolumeClaim per broker pod for its partition\'s replicated room log; omitted: 10Gi of the default StorageClass.' }),
+}).strict();
+
 const ObjectName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(253);
 
 export const ClusterSpecSchema = z.object({
@@ -76,11 +83,13 @@ export const ClusterSpecSchema = z.object({
     .meta({ description: 'Secret every role presents in the Hello of its peer links (a peer without it is refused); omitted: peer links are not authenticated.' }),
   limits: TopologySchema.shape.limits.unwrap().optional()
     .meta({ description: 'Token-bucket limits on messages, per user and per room; omitted: unlimited.' }),
+  history: TopologySchema.shape.history.unwrap().optional()
+    .meta({ description: 'Room history kept by the brokers (messagesPerRoom default 10000, maxAgeSeconds default 604800, bytesPerPartition default 256 MiB) and when a write is durable (fsync: always, the default, or batch every fsyncIntervalMs).' }),
   splitThreshold: z.number().int().min(1).default(1000)
     .meta({ description: 'Members in a room above which it is split into 64 virtual rooms.' }),
   proxy: StatelessRoleSchema.meta({ description: 'Stateless publish entry points (a Deployment).' }),
   gateway: StatelessRoleSchema.meta({ description: 'User WebSocket entry points (a Deployment).' }),
-  broker: PartitionedRoleSchema.meta({ description: 'Room fan-out, partitioned by RoomID.' }),
+  broker: BrokerRoleSchema.meta({ description: 'Room ordering, history and fan-out, partitioned by RoomID; each partition\'s replicas keep one replicated room log (3 replicas survive one failure).' }),
   router: PartitionedRoleSchema.meta({ description: 'Room membership aggregation, partitioned by RoomID.' }),
   pi: StoredRoleSchema.optional().meta({ description: 'Per-user inboxes for offline messages; omitted: not deployed.' }),
   xiu: StoredRoleSchema.optional().meta({ description: 'Message payload store; omitted: not deployed.' }),

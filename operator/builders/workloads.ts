@@ -3,7 +3,7 @@
 // stateless role.
 import type { V1Deployment, V1StatefulSet } from '@kubernetes/client-node';
 import type { PartitionedRole } from '../../workloads/registry/schema.js';
-import type { ClusterSpec, GroupChatCluster } from '../api/v1alpha1.js';
+import { DEFAULT_BROKER_STORAGE, type ClusterSpec, type GroupChatCluster } from '../api/v1alpha1.js';
 import { ownedMeta, roleSelector, serviceName, workloadName } from './names.js';
 import { podTemplate } from './pod.js';
 
@@ -21,7 +21,8 @@ export function deployedPartitionedRoles(spec: ClusterSpec): [PartitionedRole, N
 export function partitionStatefulSet(cr: GroupChatCluster, spec: ClusterSpec, role: PartitionedRole, partition: number): StatefulSet {
   const cluster = cr.metadata.name;
   const roleSpec = spec[role]!;
-  const storage = 'storage' in roleSpec ? roleSpec.storage : undefined;
+  // Brokers always keep their room log on a volume; pi and xiu name theirs.
+  const storage = 'storage' in roleSpec && roleSpec.storage ? roleSpec.storage : role === 'broker' ? DEFAULT_BROKER_STORAGE : undefined;
   return {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',

@@ -49,12 +49,12 @@ export function layoutOf(spec: ClusterSpec): Layout {
 }
 
 /** What the topology carries from the spec besides the layout. */
-function settingsOf(spec: ClusterSpec): Pick<Topology, 'splitThreshold' | 'limits'> {
-  return { splitThreshold: spec.splitThreshold, ...(spec.limits ? { limits: spec.limits } : {}) };
+function settingsOf(spec: ClusterSpec): Pick<Topology, 'splitThreshold' | 'limits' | 'history'> {
+  return { splitThreshold: spec.splitThreshold, ...(spec.limits ? { limits: spec.limits } : {}), ...(spec.history ? { history: spec.history } : {}) };
 }
 
-function withoutSettings(topology: Topology): Omit<Topology, 'splitThreshold' | 'limits'> {
-  const { splitThreshold: _threshold, limits: _limits, ...rest } = topology;
+function withoutSettings(topology: Topology): Omit<Topology, 'splitThreshold' | 'limits' | 'history'> {
+  const { splitThreshold: _threshold, limits: _limits, history: _history, ...rest } = topology;
   return rest;
 }
 
