@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { getJson } from '../envtest/support.js';
 import { runTool } from '../envtest/tools.js';
+import { builtImage } from '../support/image.js';
 import { ChatTraffic, type TrafficReport } from './chat-traffic.js';
 import { startFullControlPlane, type FullControlPlane } from './control-plane.js';
 import { NodeAgent } from './node-agent.js';
@@ -88,7 +89,7 @@ beforeAll(async () => {
   cp = await startFullControlPlane();
   agent = await NodeAgent.start({
     kubeConfig: cp.kubeConfig(), server: cp.server, caFile: join(cp.dir, 'certs', 'apiserver.crt'),
-    name: 'e2e-node-1', workDir,
+    name: 'e2e-node-1', workDir, images: [builtImage().archives.oci.file],
   });
 }, 180_000);
 

@@ -1,41 +1,40 @@
-// A test node agent: the part of a kubelet the e2e test needs, with local
-// processes for containers. It registers a Node (Ready, with capacity) and
-// keeps its heartbeat Lease, watches the Pods the scheduler binds to it, and
-// runs each container of each as a process of this repository's workload
-// (both of the project's images have `node dist/workloads/cli/main.js` as
-// their entrypoint). Each pod gets an address of its own on 127.0.0.0/8, its
-// environment with the downward-API fields filled in, a kubeconfig holding a
-// token of its service account bound to the pod (so RBAC is the real one), and
-// its volumes as directories. It runs the readiness and liveness probes,
-// reports Pod status as a kubelet does (phase, IPs, conditions, container
-// statuses), restarts containers that exit, and on deletion stops them within
-// the grace period and removes the Pod.
+// A test node agent: the part of a kubelet the e2e test needs. It registers
+// a Node (Ready, with capacity) and keeps its heartbeat Lease, watches the
+// Pods the scheduler binds to it, and runs each container of each from the
+// image its spec names, unpacked from the image's OCI archive
+// (test/support/container.ts, runc): in its own root file system and mount,
+// pid, IPC and UTS namespaces, with the image's user, env and entrypoint under
+// the container's securityContext (runAsUser, runAsGroup, runAsNonRoot,
+// readOnlyRootFilesystem, capabilities, allowPrivilegeEscalation), command and
+// args. Each pod gets an address of its own on 127.0.0.0/8, its environment
+// with the downward-API fields filled in, its service account's token bound
+// to the pod where a kubelet projects it (so RBAC is the real one), and its
+// volumes mounted where the spec says. It runs the readiness and liveness
+// probes, reports Pod status as a kubelet does (phase, IPs, conditions,
+// container statuses with containerID, imageID and restartCount), restarts
+// containers that exit, and on deletion stops them within the grace period and
+// removes the Pod. An image it does not have leaves the container waiting in
+// ErrImagePull.
 //
-// Where a process cannot be a container: there is no network namespace, so a
-// pod listening on the wildcard address ("0.0.0.0" in its env or args) is
-// given its pod IP instead; there is no mount namespace, so mount paths in
-// its env and args are rewritten to the volume's directory; there is no user
-// namespace or image, so securityContext and image are not applied beyond
-// choosing the entrypoint.
-import { spawn, type ChildProcess } from 'node:child_process';
+// What is not a kubelet's: there is no network namespace (pods share the
+// host's loopback), so a pod listening on the wildcard address ("0.0.0.0" in
+// its env or args) is given its pod IP instead; resource limits are not
+// enforced.
+import type { ChildProcess } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import {
   CoreV1Api, KubernetesObjectApi, PatchStrategy, setHeaderOptions,
   type KubeConfig, type V1Container, type V1Pod, type V1Probe,
 } from '@kubernetes/client-node';
 import { WatchCache } from '../../workloads/kube/watch-cache.js';
 import { microTime } from '../../workloads/registry/kubernetes-objects.js';
+import { DEFAULT_CAPABILITIES, removeContainer, startContainer, unpackImage, type Mount, type UnpackedImage } from '../support/container.js';
 
-const CLI = resolve('dist/workloads/cli/main.js');
-
-/** What the project's images run: their ENTRYPOINT and CMD (docker/*.Dockerfile). */
-export const LOCAL_IMAGES: Record<string, { entrypoint: string[]; cmd: string[] }> = {
-  groupchat: { entrypoint: [process.execPath, CLI], cmd: ['--help'] },
-  'groupchat-operator': { entrypoint: [process.execPath, CLI], cmd: ['operator', '--host', '0.0.0.0'] },
-};
+/** Where a kubelet projects the service account's token, CA and namespace. */
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface NodeAgentOptions {
   /** The node's own credentials (the admin here). */
@@ -46,6 +45,8 @@ export interface NodeAgentOptions {
   name: string;
   /** Pods' directories and logs go here. */
   workDir: string;
+  /** OCI archives of the images the node has (as if pulled): pods may name them by name:tag or digest. */
+  images: string[];
 }
 
 interface Termination { exitCode: number; signal?: string; reason: string; startedAt: string; finishedAt: string }
@@ -53,10 +54,13 @@ interface Termination { exitCode: number; signal?: string; reason: string; start
 interface ContainerRun {
   spec: V1Container;
   child?: ChildProcess;
+  /** runc's id of the running incarnation. */
+  id?: string;
   startedAt?: string;
   restarts: number;
   ready: boolean;
   waiting?: string;
+  waitingMessage?: string;
   last?: Termination;
   probes: Set<NodeJS.Timeout>;
   restartTimer?: NodeJS.Timeout;
@@ -76,8 +80,21 @@ interface PodRun {
   transitions: Map<string, { status: string; at: string }>;
   statusBusy: boolean;
   statusDirty: boolean;
-  /** Env, args and mounts resolved once per pod (a restart reuses them). */
-  prepared?: Map<string, { command: string[]; env: Record<string, string> }>;
+  /** What each container runs, resolved once per pod (a restart reuses it). */
+  prepared?: Map<string, Prepared>;
+}
+
+interface Prepared {
+  image: UnpackedImage;
+  command?: string[];
+  args?: string[];
+  env: Record<string, string>;
+  mounts: Mount[];
+  uid?: number;
+  gid?: number;
+  readOnlyRoot: boolean;
+  capabilities: string[];
+  noNewPrivileges: boolean;
 }
 
 const HEARTBEAT_MS = 10_000;
@@ -94,9 +111,15 @@ export class NodeAgent {
   private heartbeat: NodeJS.Timeout | undefined;
   private syncScheduled = false;
   private stopped = false;
-  private readonly killAll = () => { for (const run of this.runs.values()) for (const c of run.containers) c.child?.kill('SIGKILL'); };
+  private readonly images: UnpackedImage[];
+  private readonly stateRoot: string;
+  private readonly killAll = () => {
+    for (const run of this.runs.values()) for (const c of run.containers) if (c.id) removeContainer(this.stateRoot, c.id);
+  };
 
   private constructor(private readonly o: NodeAgentOptions) {
+    this.stateRoot = join(o.workDir, 'runc');
+    this.images = o.images.map((archive) => unpackImage(archive, join(o.workDir, 'images')));
     this.core = o.kubeConfig.makeApiClient(CoreV1Api);
     this.objects = KubernetesObjectApi.makeApiClient(o.kubeConfig);
     const fieldSelector = `spec.nodeName=${o.name}`;
@@ -260,6 +283,10 @@ export class NodeAgent {
         break;
       } catch (err) {
         if (attempt % 10 === 0) this.note(run, `not started yet: ${(err as Error).message}`);
+        if (err instanceof ImageError && run.containers.some((c) => c.waiting !== err.reason)) {
+          for (const c of run.containers) { c.waiting = err.reason; c.waitingMessage = err.message; }
+          void this.pushStatus(run);
+        }
         await new Promise((r) => setTimeout(r, 500));
       }
     }
@@ -272,16 +299,25 @@ export class NodeAgent {
     writeFileSync(file, `${new Date().toISOString()} ${message}\n`, { flag: 'a' });
   }
 
-  private async prepare(run: PodRun): Promise<Map<string, { command: string[]; env: Record<string, string> }>> {
+  /** The image a container names, by name:tag or by digest, among the node's. */
+  private image(reference: string): UnpackedImage | undefined {
+    const digest = /@(sha256:[0-9a-f]{64})$/.exec(reference)?.[1];
+    if (digest) return this.images.find((i) => i.digest === digest);
+    const tagged = /:[^/]+$/.test(reference) ? reference : `${reference}:latest`;
+    return this.images.find((i) => i.reference === tagged);
+  }
+
+  private async prepare(run: PodRun): Promise<Map<string, Prepared>> {
     const { pod } = run;
     const spec = pod.spec!;
-    // Volumes are directories; mounts are rewritten paths.
     const volumeDirs = new Map<string, string>();
     for (const volume of spec.volumes ?? []) {
       const dir = volume.persistentVolumeClaim
         ? join(this.o.workDir, 'claims', run.namespace, volume.persistentVolumeClaim.claimName)
         : join(run.dir, 'volumes', volume.name);
       mkdirSync(dir, { recursive: true });
+      // Writable by the pod's user, as a kubelet's emptyDir and a provisioner's local volume are.
+      if (volume.emptyDir || volume.persistentVolumeClaim) chmodSync(dir, 0o777);
       if (volume.secret) {
         const secret = await this.core.readNamespacedSecret({ namespace: run.namespace, name: volume.secret.secretName! });
         for (const [key, value] of Object.entries(secret.data ?? {})) writeFileSync(join(dir, key), Buffer.from(value, 'base64'));
@@ -293,37 +329,32 @@ export class NodeAgent {
       volumeDirs.set(volume.name, dir);
     }
 
-    // The service account's token, bound to this pod, in a kubeconfig.
-    const base: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOSTNAME: run.name, HOME: run.dir };
+    // Every container sees the pod's name and address in /etc/hosts, as a kubelet writes it.
+    const hosts = join(run.dir, 'hosts');
+    writeFileSync(hosts, `127.0.0.1\tlocalhost\n${run.ip}\t${run.name}\n`);
+    const podMounts: Mount[] = [{ destination: '/etc/hosts', source: hosts, readOnly: true }];
+    const base: Record<string, string> = { HOSTNAME: run.name };
     if (spec.automountServiceAccountToken !== false) {
+      // The service account's token, bound to this pod, where in-cluster clients look for it.
       const account = spec.serviceAccountName ?? 'default';
       const request = await this.core.createNamespacedServiceAccountToken({
         namespace: run.namespace, name: account,
         body: { spec: { audiences: [], expirationSeconds: 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: run.name, uid: run.uid } } },
       });
-      const kubeconfig = join(run.dir, 'kubeconfig');
-      writeFileSync(kubeconfig, JSON.stringify({
-        apiVersion: 'v1', kind: 'Config', 'current-context': 'pod',
-        clusters: [{ name: 'cluster', cluster: { server: this.o.server, 'certificate-authority-data': readFileSync(this.o.caFile).toString('base64') } }],
-        users: [{ name: account, user: { token: request.status!.token } }],
-        contexts: [{ name: 'pod', context: { cluster: 'cluster', user: account, namespace: run.namespace } }],
-      }));
-      base.KUBECONFIG = kubeconfig;
+      const dir = join(run.dir, 'serviceaccount');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'token'), request.status!.token!);
+      writeFileSync(join(dir, 'ca.crt'), readFileSync(this.o.caFile));
+      writeFileSync(join(dir, 'namespace'), run.namespace);
+      podMounts.push({ destination: SERVICE_ACCOUNT_DIR, source: dir, readOnly: true });
+      const server = new URL(this.o.server);
+      base.KUBERNETES_SERVICE_HOST = server.hostname;
+      base.KUBERNETES_SERVICE_PORT = server.port;
     }
 
-    const prepared = new Map<string, { command: string[]; env: Record<string, string> }>();
+    const prepared = new Map<string, Prepared>();
     for (const container of spec.containers) {
-      const mounts = (container.volumeMounts ?? [])
-        .map((m) => ({ path: m.mountPath.replace(/\/+$/, ''), dir: join(volumeDirs.get(m.name)!, m.subPath ?? '') }))
-        .sort((a, b) => b.path.length - a.path.length);
-      const localise = (value: string): string => {
-        if (value === '0.0.0.0' || value === '::') return run.ip;
-        for (const m of mounts) {
-          if (value === m.path) return m.dir;
-          if (value.startsWith(`${m.path}/`)) return m.dir + value.slice(m.path.length);
-        }
-        return value;
-      };
+      const localise = (value: string): string => (value === '0.0.0.0' || value === '::' ? run.ip : value);
       const env: Record<string, string> = { ...base };
       for (const e of container.env ?? []) {
         let value: string | undefined;
@@ -339,16 +370,28 @@ export class NodeAgent {
         }
         if (value !== undefined) env[e.name] = localise(value);
       }
-      const image = LOCAL_IMAGES[repositoryOf(container.image ?? '')];
-      if (!image && !container.command) throw new Error(`image ${container.image} has no local entrypoint`);
-      // The image's own entrypoint is a path on this machine (the repository may
-      // well live under a directory a pod mounts, e.g. /tmp): only what the pod
-      // spec says is mapped into the pod's volumes.
-      const command = [
-        ...(container.command ? container.command.map((arg, i) => (i === 0 ? arg : localise(arg))) : image!.entrypoint),
-        ...(container.args ?? (container.command ? [] : image!.cmd)).map(localise),
-      ];
-      prepared.set(container.name, { command, env });
+      const image = this.image(container.image ?? '');
+      if (!image) throw new ImageError(`image ${container.image} is not on this node (it has ${this.images.map((i) => `${i.reference}@${i.digest}`).join(', ')})`);
+      const context = { ...spec.securityContext, ...container.securityContext };
+      const caps = container.securityContext?.capabilities;
+      const dropped = new Set((caps?.drop ?? []).map((c) => `CAP_${c}`));
+      const capabilities = [...DEFAULT_CAPABILITIES, ...(caps?.add ?? []).map((c) => `CAP_${c}`)]
+        .filter((c, i, all) => !(dropped.has('CAP_ALL') || dropped.has(c)) && all.indexOf(c) === i);
+      const uid = context.runAsUser ?? Number((image.config.User ?? '0').split(':')[0]);
+      if (context.runAsNonRoot && uid === 0) throw new ImageError(`container ${container.name} has runAsNonRoot and would run as root`, 'CreateContainerConfigError');
+      prepared.set(container.name, {
+        image, env,
+        command: container.command?.map(localise),
+        args: container.args?.map(localise),
+        mounts: [...podMounts, ...(container.volumeMounts ?? []).map((m) => ({
+          destination: m.mountPath, source: join(volumeDirs.get(m.name)!, m.subPath ?? ''), readOnly: m.readOnly ?? false,
+        }))],
+        uid: context.runAsUser,
+        gid: context.runAsGroup,
+        readOnlyRoot: context.readOnlyRootFilesystem ?? false,
+        capabilities,
+        noNewPrivileges: context.allowPrivilegeEscalation === false,
+      });
     }
     return prepared;
   }
@@ -371,13 +414,18 @@ export class NodeAgent {
 
   private startContainer(run: PodRun, c: ContainerRun): void {
     if (run.terminating || run.gone || this.stopped) return;
-    const { command, env } = run.prepared!.get(c.spec.name)!;
+    const p = run.prepared!.get(c.spec.name)!;
     const log = openSync(this.logOf(run.namespace, run.name, c.spec.name), 'a');
-    const child = spawn(command[0]!, command.slice(1), { env, cwd: run.dir, stdio: ['ignore', log, log] });
+    const id = `${run.uid}-${c.spec.name}-${c.restarts}`;
+    const child = startContainer({
+      id, stateRoot: this.stateRoot, bundle: join(run.dir, 'containers', id), hostname: run.name, stdio: ['ignore', log, log], ...p,
+    });
     closeSync(log);
     c.child = child;
+    c.id = id;
     c.startedAt = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
     c.waiting = undefined;
+    c.waitingMessage = undefined;
     c.ready = !c.spec.readinessProbe; // without a probe a started container is ready
     const startedAt = c.startedAt;
     child.once('exit', (code, signal) => {
@@ -447,9 +495,12 @@ export class NodeAgent {
     const child = c.child;
     if (!child) return Promise.resolve();
     return new Promise((done) => {
-      const kill = setTimeout(() => child.kill('SIGKILL'), graceSeconds * 1000);
-      child.once('exit', () => { clearTimeout(kill); done(); });
-      child.kill(graceSeconds === 0 ? 'SIGKILL' : 'SIGTERM');
+      // runc passes SIGTERM on to the container's first process; killing runc itself would orphan the container.
+      const kill = () => removeContainer(this.stateRoot, c.id!);
+      const timer = setTimeout(kill, graceSeconds * 1000);
+      child.once('exit', () => { clearTimeout(timer); done(); });
+      if (graceSeconds === 0) kill();
+      else child.kill('SIGTERM');
     });
   }
 
@@ -509,14 +560,14 @@ export class NodeAgent {
       containerStatuses: run.containers.map((c) => ({
         name: c.spec.name,
         image: c.spec.image ?? '',
-        imageID: `local://${repositoryOf(c.spec.image ?? '')}`,
-        ...(c.child?.pid ? { containerID: `local-process://${c.child.pid}` } : {}),
+        imageID: imageIdOf(run.prepared?.get(c.spec.name)?.image),
+        ...(c.child && c.id ? { containerID: `runc://${c.id}` } : {}),
         ready: c.ready,
         started: c.child !== undefined,
         restartCount: c.restarts,
         state: c.child
           ? { running: { startedAt: c.startedAt } }
-          : c.waiting ? { waiting: { reason: c.waiting } } : { terminated: c.last ?? { exitCode: 0, reason: 'Completed' } },
+          : c.waiting ? { waiting: { reason: c.waiting, ...(c.waitingMessage ? { message: c.waitingMessage } : {}) } } : { terminated: c.last ?? { exitCode: 0, reason: 'Completed' } },
         ...(c.last ? { lastState: { terminated: c.last } } : {}),
       })),
     };
@@ -540,9 +591,14 @@ export class NodeAgent {
   }
 }
 
-/** `registry.example/team/groupchat:0.1.0@sha256:…` → `groupchat`. */
-export function repositoryOf(image: string): string {
-  const withoutDigest = image.split('@')[0]!;
-  const last = withoutDigest.split('/').pop()!;
-  return last.split(':')[0]!;
+/** Why a pod's containers cannot start yet, as the reason a kubelet reports while it retries. */
+class ImageError extends Error {
+  constructor(message: string, readonly reason = 'ErrImagePull') {
+    super(message);
+  }
+}
+
+/** A container's image as a kubelet reports it: the repository at the manifest's digest ('' before it has one). */
+function imageIdOf(image: UnpackedImage | undefined): string {
+  return image ? `${image.reference.replace(/:[^/:]*$/, '')}@${image.digest}` : '';
 }
