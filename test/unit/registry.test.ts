@@ -7,15 +7,11 @@ function member(id: string, patch: Partial<Member> = {}): Member {
   return { id, role: 'broker', partition: 0, replica: 0, address: '127.0.0.1:4000', ready: false, ...patch };
 }
 
-async function waitFor(check: () => boolean, boundMs = 5000): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** A clock the test moves: TTLs expire when the test says, however busy the machine is. */
+function manualClock() {
+  let now = 1_000_000;
+  return { now: () => now, advance: (ms: number) => { now += ms; } };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('TopologySchema', () => {
   test('accepts the default topology', () => {
@@ -64,8 +60,8 @@ describe('MemberSchema', () => {
 
 describe('EmbeddedRegistry', () => {
   const registries: EmbeddedRegistry[] = [];
-  const make = (ttlMs: number) => {
-    const r = new EmbeddedRegistry(defaultTopology(), ttlMs);
+  const make = (ttlMs: number, now?: () => number) => {
+    const r = new EmbeddedRegistry(defaultTopology(), ttlMs, now);
     registries.push(r);
     return r;
   };
@@ -95,23 +91,30 @@ describe('EmbeddedRegistry', () => {
     expect(registry.members()).toEqual([]);
   });
 
-  test('a member that is not renewed expires after its TTL, with a members event', async () => {
-    const registry = make(100);
+  test('a member that is not renewed expires after its TTL, with a members event', () => {
+    const clock = manualClock();
+    const registry = make(100, clock.now);
     const events: string[][] = [];
     registry.on('members', (ms) => events.push(ms.map((m) => m.id)));
     registry.put(member('a'));
-    expect(registry.members().map((m) => m.id)).toEqual(['a']);
-    await waitFor(() => registry.members().length === 0);
+    clock.advance(100);
+    registry.expire();
+    expect(registry.members().map((m) => m.id)).toEqual(['a']); // at the TTL, not yet past it
+    clock.advance(1);
+    registry.expire();
+    expect(registry.members()).toEqual([]);
     expect(events).toEqual([['a'], []]);
   });
 
-  test('renew keeps a member past its TTL; renewing an unknown id says so', async () => {
-    const registry = make(150);
+  test('renew keeps a member past its TTL; renewing an unknown id says so', () => {
+    const clock = manualClock();
+    const registry = make(150, clock.now);
     registry.put(member('a'));
     registry.put(member('b', { replica: 1 }));
     for (let i = 0; i < 8; i++) {
-      await sleep(50);
+      clock.advance(50);
       expect(registry.renew('a')).toBe(true);
+      registry.expire();
     }
     // 400 ms later: a was renewed, b was not.
     expect(registry.members().map((m) => m.id)).toEqual(['a']);
@@ -119,16 +122,25 @@ describe('EmbeddedRegistry', () => {
   });
 
   test('register renews on its own, update replaces fields, close removes at once', async () => {
-    const registry = make(90);
+    const clock = manualClock(); // nothing expires unless the test moves it: only the renewals are real
+    const registry = make(90, clock.now);
+    let renewals = 0;
+    const renew = registry.renew.bind(registry);
+    registry.renew = (id) => { renewals++; return renew(id); };
     const reg = await registry.register(member('a'));
-    await sleep(400); // more than four TTLs
+    for (const deadline = Date.now() + 10_000; renewals < 3;) {
+      if (Date.now() > deadline) throw new Error(`the registration renewed itself ${renewals} times in 10 s, expected 3`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
     expect(registry.members()).toEqual([member('a')]);
     await reg.update({ ready: true, address: '127.0.0.1:4001' });
     expect(registry.members()).toEqual([member('a', { ready: true, address: '127.0.0.1:4001' })]);
     await reg.close();
     expect(registry.members()).toEqual([]);
-    await sleep(150);
-    expect(registry.members()).toEqual([]); // the stopped renewal does not bring it back
+    const after = renewals;
+    clock.advance(1000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(renewals).toBe(after); // the renewal timer stopped with the registration
   });
 
   test('put replaces a member with the same id', () => {

@@ -53,6 +53,8 @@ export interface SystemReport {
   connectionsPerSec?: number;
   bytesPerConnection?: number;
   publishSeconds: number;
+  /** groupchat: proposal-to-commit latency of the room logs (bucket upper bounds), ms. */
+  commitLatencyMs?: { p50: number; p99: number; max: number; count: number };
   notes: string[];
 }
 
@@ -228,13 +230,14 @@ export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions
         ...publishers.map((w) => ({ role: 'bench-publishers', name: `publisher-${w.index}`, pid: w.child.pid! })),
       ];
       const report = await drive(system, p, o, view, workers, publishers, notes, rss);
+      const commitLatencyMs = await system.commitLatencyMs?.();
       const mem = rss.stop();
       const cpu = rss.cpuSecondsPerRole;
       // CPU the system itself used (not the bench's load workers), per unit of work: robust where the wall clock is shared.
       const serverCpu = Object.entries(cpu).filter(([role]) => !role.startsWith('bench-')).reduce((n, [, s]) => n + s, 0);
       const perUnit = (count: number) => (count > 0 ? Math.round((serverCpu * 1e6 / count) * 10) / 10 : undefined);
       const units = report.delivered || (report.published - report.failed) || (report.connections ?? 0);
-      return { ...report, ...mem, cpuSecondsPerRole: cpu, serverCpuUsPerUnit: perUnit(units), notes };
+      return { ...report, ...mem, cpuSecondsPerRole: cpu, serverCpuUsPerUnit: perUnit(units), ...(commitLatencyMs ? { commitLatencyMs } : {}), notes };
     } finally {
       await Promise.all(all.map((w) => w.exit()));
     }

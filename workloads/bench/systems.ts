@@ -20,6 +20,8 @@ export interface SystemHandle {
   /** Where publishers send: proxies, or Socket.IO servers. */
   publishTargets: string[];
   processes(): SystemProcess[];
+  /** groupchat: proposal-to-commit latency of the room logs over the run, from the brokers' histograms. */
+  commitLatencyMs?(): Promise<{ p50: number; p99: number; max: number; count: number }>;
   stop(): Promise<void>;
 }
 
@@ -67,7 +69,7 @@ export async function startGroupchat(o: SystemOptions): Promise<SystemHandle> {
   // Logs and store data of one run: kept when the cluster fails to start (the error names the folder), removed after.
   const logDir = mkdtempSync(join(tmpdir(), 'groupchat-bench-'));
   const cluster = new LocalCluster({
-    partitions: 2, replicas: 2, proxies: 2, gateways: o.gateways, routers: 2, splitThreshold: o.splitThreshold,
+    partitions: 2, replicas: 3, proxies: 2, gateways: o.gateways, routers: 2, splitThreshold: o.splitThreshold,
     host: '127.0.0.1', webPort: 0, logDir, restartDelayMs: 1000,
     entry: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
   });
@@ -83,11 +85,37 @@ export async function startGroupchat(o: SystemOptions): Promise<SystemHandle> {
     userUrls: ready.gateways,
     publishTargets: ready.proxies,
     processes: () => cluster.status().processes.flatMap((p) => (p.pid ? [{ role: p.role, name: p.name, pid: p.pid }] : [])),
+    commitLatencyMs: async () => {
+      const brokers = cluster.registry.members().filter((m) => m.role === 'broker' && m.httpAddress);
+      const texts = await Promise.all(brokers.map(async (m) => (await fetch(`http://${m.httpAddress}/metrics`)).text()));
+      return histogramPercentiles(texts, 'groupchat_log_commit_seconds');
+    },
     stop: async () => {
       await cluster.stop();
       rmSync(logDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * p50, p99 and the largest bucket bound of a Prometheus histogram summed over
+ * several processes, in ms: each percentile is the upper bound of the bucket
+ * it falls in (what the buckets can tell).
+ */
+export function histogramPercentiles(texts: string[], name: string): { p50: number; p99: number; max: number; count: number } {
+  const buckets = new Map<number, number>();
+  for (const text of texts) {
+    for (const line of text.split('\n')) {
+      const match = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)`).exec(line);
+      if (!match) continue;
+      const le = match[1] === '+Inf' ? Infinity : Number(match[1]);
+      buckets.set(le, (buckets.get(le) ?? 0) + Number(match[2]));
+    }
+  }
+  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
+  const count = sorted.length ? sorted[sorted.length - 1]![1] : 0;
+  const at = (q: number) => (sorted.find(([, n]) => n >= q * count)?.[0] ?? 0) * 1000;
+  return { p50: at(0.5), p99: at(0.99), max: at(1), count };
 }
 
 function freePort(): Promise<number> {

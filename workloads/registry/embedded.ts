@@ -14,7 +14,8 @@ export class EmbeddedRegistry extends EventEmitter<RegistryEvents> implements Re
   private readonly leases = new Map<string, { holder: string | null; term: number; expiresAt: number }>();
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(topology: Topology, private readonly ttlMs = DEFAULT_MEMBER_TTL_MS) {
+  /** now: the clock TTLs are measured by (tests pass their own, and call expire() themselves). */
+  constructor(topology: Topology, private readonly ttlMs = DEFAULT_MEMBER_TTL_MS, private readonly now: () => number = Date.now) {
     super();
     this.setMaxListeners(0); // one listener per local child is expected
     this.current = TopologySchema.parse(topology);
@@ -38,14 +39,14 @@ export class EmbeddedRegistry extends EventEmitter<RegistryEvents> implements Re
   /** Adds or replaces a member and starts its TTL. */
   put(member: Member): void {
     const parsed = MemberSchema.parse(member);
-    this.entries.set(parsed.id, { member: parsed, expiresAt: Date.now() + this.ttlMs });
+    this.entries.set(parsed.id, { member: parsed, expiresAt: this.now() + this.ttlMs });
     this.changed();
   }
 
   renew(id: string): boolean {
     const entry = this.entries.get(id);
     if (!entry) return false;
-    entry.expiresAt = Date.now() + this.ttlMs;
+    entry.expiresAt = this.now() + this.ttlMs;
     return true;
   }
 
@@ -80,7 +81,7 @@ export class EmbeddedRegistry extends EventEmitter<RegistryEvents> implements Re
 
   /** Synchronous form, for the IPC server. */
   lease(name: string, holder: string, ttlMs: number): LeaseState {
-    const now = Date.now();
+    const now = this.now();
     const lease = this.leases.get(name) ?? { holder: null, term: 0, expiresAt: 0 };
     if (lease.holder === holder || lease.holder === null || lease.expiresAt < now) {
       if (lease.holder !== holder) lease.term++;
@@ -103,8 +104,9 @@ export class EmbeddedRegistry extends EventEmitter<RegistryEvents> implements Re
     clearInterval(this.sweeper);
   }
 
-  private expire(): void {
-    const now = Date.now();
+  /** Drops every member whose TTL ran out (a timer calls this every quarter TTL). */
+  expire(): void {
+    const now = this.now();
     let removed = false;
     for (const [id, entry] of this.entries) {
       if (entry.expiresAt < now) {
