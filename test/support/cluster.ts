@@ -28,6 +28,8 @@ export interface LocalClusterHandle {
   ready: Ready;
   child: ChildProcess;
   processes(): Promise<ProcessStatus[]>;
+  /** Resolves with the first line `groupchat up` printed (or prints) that starts with prefix. */
+  line(prefix: string, boundMs?: number): Promise<string>;
   /** Waits until the named process has restarted `restarts` times and is registered ready. */
   waitForRestart(name: string, restarts: number): Promise<ProcessStatus>;
   stop(): Promise<void>;
@@ -40,13 +42,23 @@ export async function startLocalCluster(args: string[] = []): Promise<LocalClust
   });
   let stderr = '';
   child.stderr!.on('data', (chunk) => { stderr += chunk; });
-  const ready = await new Promise<Ready>((resolvePromise, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      if (line.startsWith('ready ')) resolvePromise(JSON.parse(line.slice(6)) as Ready);
-    });
-    child.once('exit', (code) => reject(new Error(`groupchat up exited with ${code}: ${stderr}`)));
+  const printed: string[] = [];
+  const lines = createInterface({ input: child.stdout! });
+  lines.on('line', (line) => printed.push(line));
+  const line = (prefix: string, boundMs = 180_000) => new Promise<string>((resolvePromise, reject) => {
+    const found = printed.find((l) => l.startsWith(prefix));
+    if (found) return resolvePromise(found);
+    const timer = setTimeout(() => reject(new Error(`groupchat up printed no line starting "${prefix}" within ${boundMs / 1000} s: ${stderr.slice(-2000)}`)), boundMs);
+    const onLine = (l: string) => {
+      if (!l.startsWith(prefix)) return;
+      clearTimeout(timer);
+      lines.off('line', onLine);
+      resolvePromise(l);
+    };
+    lines.on('line', onLine);
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`groupchat up exited with ${code}: ${stderr}`)); });
   });
+  const ready = JSON.parse((await line('ready ')).slice(6)) as Ready;
   const processes = async (): Promise<ProcessStatus[]> => {
     const res = await fetch(new URL('/cluster.json', ready.web));
     return ((await res.json()) as { processes: ProcessStatus[] }).processes;
@@ -55,6 +67,7 @@ export async function startLocalCluster(args: string[] = []): Promise<LocalClust
     ready,
     child,
     processes,
+    line,
     async waitForRestart(name, restarts) {
       for (;;) {
         const found = (await processes()).find((p) => p.name === name);

@@ -86,7 +86,7 @@ test('history pages and heads return exactly what is stored, against a model', a
           expect(page.head).toBe(head);
         }
         for (const roomId of ROOMS) {
-          expect(log.position(roomId)).toEqual({ head: stored.get(roomId)!.length, floor: floor.get(roomId)! });
+          expect(log.position(roomId)).toEqual({ head: stored.get(roomId)!.length, floor: floor.get(roomId)!, base: 0 });
         }
       }
       // What is on disk survives a restart of the state machine.

@@ -28,6 +28,7 @@ import { KvStore } from '../store/kv-store.js';
 import { ReplicatedLog, type FsyncPolicy } from '../replication/replicated-log.js';
 import { fromWire, toWire } from '../replication/wire.js';
 import { DEFAULT_RETENTION, DURABLE_SEQUENCER_ID, MAX_HISTORY_PAGE, RoomLog, type Retention } from './room-log.js';
+import { Doubling } from './doubling.js';
 import { RoomTable } from './room-table.js';
 import { Fanout } from './fanout.js';
 import { Sequencer } from './sequencer.js';
@@ -111,10 +112,12 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
       return owners.sort((a, b) => a.replica - b.replica);
     },
   });
+  /** The leader may number and serve: it leads, holds its lease, and owns every room a doubling gave it. */
+  const serving = () => roomLog.ready && rooms.pendingInheritance() === null;
   const sequencer = new Sequencer({
     rooms, roomLimits, fanout: (delivery, done, encoded) => fanout.deliver(delivery, done, encoded),
     log: {
-      get ready() { return roomLog.ready; },
+      get ready() { return serving(); },
       get isLeader() { return roomLog.raft.role === 'leader'; },
       get term() { return roomLog.raft.term; },
       get appliedIndex() { return roomLog.appliedIndex; },
@@ -124,6 +127,11 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     },
   });
   roomLog.on('applied', (entries) => sequencer.onApplied(entries));
+  const doubling = new Doubling({
+    partition, self: ctx.self, log, registry, rooms, sequencer,
+    leader: () => roomLog.ready,
+  });
+  roomLog.on('applied', () => doubling.onApplied());
 
   // Who leads, told to every peer that dialed us (proxies route publishes by it).
   const accepted = new Set<PeerLink>();
@@ -140,7 +148,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     for (const link of accepted) link.send({ partitionLeader: notice });
   };
   roomLog.on('leadership', () => { sequencer.checkReady(); announceLeader(); });
-  const watch = setInterval(() => { sequencer.checkReady(); announceLeader(); }, 50);
+  const watch = setInterval(() => { sequencer.checkReady(); announceLeader(); doubling.tick(); }, 50);
   watch.unref();
 
   const compaction = setInterval(() => {
@@ -181,16 +189,21 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
 
   const onHistory = async (link: PeerLink, request: Extract<PeerFrame, { body: 'historyRequest' }>['historyRequest']) => {
     const answer = (fields: Record<string, unknown>) => link.send({ historyReply: { correlation: request.correlation, ...fields } });
-    if (partitionOf(request.roomId, registry.topology().roles.broker.partitions) !== partition) return answer({ status: peer.PublishStatus.WRONG_PARTITION });
-    if (!roomLog.ready) return answer({ status: roomLog.raft.role === 'leader' ? peer.PublishStatus.UNAVAILABLE : peer.PublishStatus.NOT_LEADER });
-    const { head } = rooms.position(request.roomId);
+    // A successor partition reads what a room had here before a doubling moved it.
+    const predecessor = request.predecessorRead && rooms.movedAway(request.roomId);
+    if (!predecessor && partitionOf(request.roomId, registry.topology().roles.broker.partitions) !== partition) return answer({ status: peer.PublishStatus.WRONG_PARTITION });
+    if (!(predecessor ? roomLog.ready : serving())) return answer({ status: roomLog.raft.role === 'leader' ? peer.PublishStatus.UNAVAILABLE : peer.PublishStatus.NOT_LEADER });
+    const { head, base } = rooms.position(request.roomId);
     const after = toNumber(request.afterSeq);
     const before = toNumber(request.beforeSeq);
     // A position from before durable rooms (another sequencer_id) cannot be mapped: start over, incomplete.
     const foreign = request.sequencerId !== 0 && request.sequencerId !== DURABLE_SEQUENCER_ID;
     // A resume position beyond the head was never given out: the client is confused, say so. (before_seq beyond it just means the newest.)
     if (after > head || request.limit > MAX_HISTORY_PAGE) return answer({ status: peer.PublishStatus.REJECTED, headSeq: head });
-    const page = await rooms.page(request.roomId, foreign ? Math.max(0, head - MAX_HISTORY_PAGE) : after, before, request.limit, (i) => roomLog.entry(i));
+    const from = foreign ? Math.max(0, head - MAX_HISTORY_PAGE) : after;
+    const page = base > 0
+      ? await doubling.pageAcross(request.roomId, base, from, before, request.limit, (a, b, l) => rooms.page(request.roomId, a, b, l, (i) => roomLog.entry(i)))
+      : await rooms.page(request.roomId, from, before, request.limit, (i) => roomLog.entry(i));
     answer({
       status: peer.PublishStatus.DELIVERED, complete: page.complete && !foreign, deliveries: page.deliveries,
       headSeq: page.head, firstSeq: page.first,
@@ -202,7 +215,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
     const partitions = registry.topology().roles.broker.partitions;
     if (request.roomIds.length > MAX_HEADS_PER_REQUEST || request.roomIds.some((r) => r === 0)) return answer({ status: peer.PublishStatus.REJECTED });
     if (request.roomIds.some((r) => partitionOf(r, partitions) !== partition)) return answer({ status: peer.PublishStatus.WRONG_PARTITION });
-    if (!roomLog.ready) return answer({ status: roomLog.raft.role === 'leader' ? peer.PublishStatus.UNAVAILABLE : peer.PublishStatus.NOT_LEADER });
+    if (!serving()) return answer({ status: roomLog.raft.role === 'leader' ? peer.PublishStatus.UNAVAILABLE : peer.PublishStatus.NOT_LEADER });
     const heads = request.roomIds.map((roomId) => {
       const { head, floor } = rooms.position(roomId);
       return { roomId, headSeq: head, firstSeq: floor };
@@ -238,6 +251,7 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
           link.send({ historyReply: { correlation: frame.historyRequest.correlation, status: peer.PublishStatus.UNAVAILABLE } });
         });
         case 'headsRequest': return onHeads(link, frame.headsRequest);
+        case 'handoffRequest': return doubling.onHandoffRequest(link, frame.handoffRequest);
         case 'snapshot':
           for (const update of frame.snapshot.gateways) onMembership(update); // an invalid entry is skipped
           if (frame.snapshot.last) snapshotsFrom.add(link.remote!.memberId);
@@ -286,13 +300,16 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   log.info({ address, partition, replica: config.replica, voter: self, replicas }, 'broker listening');
   return {
     member: { address: `${ctx.advertiseHost}:${address.split(':').pop()}` },
-    // Ready once every live router has given us its part of the table (then it stays ready).
-    isReady: () => (tableComplete ||= registry.members().every((m) => m.role !== 'router' || !m.ready || snapshotsFrom.has(m.id))),
-    advertise: () => ({ leader: roomLog.ready }),
+    // Ready once every live router has given us its part of the table (then it stays ready),
+    // and, in a partition a doubling adds, once it has recorded whom it inherits its rooms from.
+    isReady: () => (tableComplete ||= registry.members().every((m) => m.role !== 'router' || !m.ready || snapshotsFrom.has(m.id)))
+      && doubling.readyForFlip(),
+    advertise: () => ({ leader: serving() }),
     stop: async () => {
       clearInterval(gauges);
       clearInterval(watch);
       clearInterval(compaction);
+      doubling.close();
       peers.close();
       for (const channel of channels.values()) channel.close();
       await server.close();

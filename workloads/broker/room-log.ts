@@ -31,7 +31,15 @@ export interface Retention {
 
 export const DEFAULT_RETENTION: Retention = { messagesPerRoom: 10_000, maxAgeSeconds: 7 * 24 * 3600, bytesPerPartition: 256 * 1024 * 1024 };
 
-export interface RoomPosition { head: number; floor: number }
+/**
+ * head: the room's newest room_seq; floor: its oldest one still kept; base:
+ * in a partition that took the room over in a doubling, its head then (what
+ * is at or below it is kept by the partition it came from).
+ */
+export interface RoomPosition { head: number; floor: number; base: number }
+
+/** A doubling's move of rooms: those r with r % partitions === partition. */
+export interface Inheritance { partition: number; partitions: number }
 
 /** Where a message sits: the log entry and its place in the entry's batch. */
 interface Located { index: number; slot: number }
@@ -75,6 +83,22 @@ export function decodeBatch(data: Uint8Array): { messages: RoomDelivery[]; appen
   return { messages: batch.messages as unknown as RoomDelivery[], appendedAtMs: Long.fromValue(batch.appendedAtMs ?? 0).toNumber() };
 }
 
+/** A control entry of a partition doubling (see peer.proto RoomLogBatch). */
+export type DoublingStep =
+  | { inherit: Inheritance }
+  | { handOff: Inheritance }
+  | { adopt: { from: number; heads: Array<{ roomId: number; headSeq: number; firstSeq: number }> } };
+
+export function encodeDoublingStep(step: DoublingStep): Uint8Array {
+  return peer.RoomLogBatch.encode(step).finish();
+}
+
+/** Whether a log entry is a doubling's control entry rather than messages (their batches never start with field 3, 4 or 5). */
+export function isDoublingStep(data: Uint8Array): boolean {
+  const field = data.length > 0 ? data[0]! >>> 3 : 0;
+  return field >= 3 && field <= 5;
+}
+
 function indexKey(roomId: number, seq: number): Buffer {
   const key = Buffer.alloc(14);
   key.write('r/', 0);
@@ -88,19 +112,26 @@ const ROOM_INDEX_END = Buffer.from('r0');
 const HEAD_START = Buffer.from('h/');
 const HEAD_END = Buffer.from('h0');
 
-/** A room's head and floor on disk: "h/" + room (4 bytes) → head (8) + floor (8). */
+/** A room's position on disk: "h/" + room (4 bytes) → head (8) + floor (8) + base (8). */
 function headWrite(roomId: number, p: RoomPosition): KvWrite {
   const key = Buffer.alloc(6);
   key.write('h/', 0);
   key.writeUInt32BE(roomId, 2);
-  const value = Buffer.alloc(16);
+  const value = Buffer.alloc(24);
   value.writeBigUInt64BE(BigInt(p.head), 0);
   value.writeBigUInt64BE(BigInt(p.floor), 8);
+  value.writeBigUInt64BE(BigInt(p.base), 16);
   return { key, value };
 }
 
+const DOUBLING_KEY = Buffer.from('doubling');
+
 export class RoomLog implements LogStateMachine {
   private readonly rooms = new Map<number, RoomPosition>();
+  /** Doubling state: whom this partition inherits rooms from, whether it adopted them, whom it handed rooms to. */
+  private inherit: Inheritance | null = null;
+  private adopted = false;
+  private handedOff: Inheritance[] = [];
   /** Bytes per applied entry still in the log, oldest first, for retention by bytes and age. */
   private readonly sizes: Array<{ index: number; bytes: number; at: number }> = [];
   private bytes = 0;
@@ -110,8 +141,38 @@ export class RoomLog implements LogStateMachine {
   /** Loads heads and floors persisted by earlier applies (the log replays the rest). */
   async load(): Promise<void> {
     for (const row of await this.kv.range(HEAD_START, HEAD_END, Number.MAX_SAFE_INTEGER)) {
-      this.rooms.set(row.key.readUInt32BE(2), { head: Number(row.value.readBigUInt64BE(0)), floor: Number(row.value.readBigUInt64BE(8)) });
+      this.rooms.set(row.key.readUInt32BE(2), {
+        head: Number(row.value.readBigUInt64BE(0)), floor: Number(row.value.readBigUInt64BE(8)),
+        base: row.value.length >= 24 ? Number(row.value.readBigUInt64BE(16)) : 0,
+      });
     }
+    const doubling = await this.kv.get(DOUBLING_KEY);
+    if (doubling) this.setDoubling(peer.RoomLogSnapshot.decode(doubling));
+  }
+
+  /** Rooms of this partition that a doubling gave to another: they are read here, never numbered. */
+  movedAway(roomId: number): boolean {
+    return this.handedOff.some((h) => roomId % h.partitions === h.partition);
+  }
+
+  /** Whether this partition's log holds the hand-off of move's rooms. */
+  handedOffTo(move: Inheritance): boolean {
+    return this.handedOff.some((h) => h.partition === move.partition && h.partitions === move.partitions);
+  }
+
+  /** The partition this one inherits rooms from, while it has not adopted them yet (it numbers nothing until then). */
+  pendingInheritance(): Inheritance | null {
+    return this.inherit && !this.adopted ? this.inherit : null;
+  }
+
+  inheritance(): Inheritance | null {
+    return this.inherit;
+  }
+
+  /** Positions of the rooms a doubling moves to another partition, for its adoption. */
+  headsFor(move: Inheritance): Array<{ roomId: number; headSeq: number; firstSeq: number }> {
+    return [...this.rooms].filter(([roomId]) => roomId % move.partitions === move.partition)
+      .map(([roomId, p]) => ({ roomId, headSeq: p.head, firstSeq: p.floor }));
   }
 
   /** Counts entries applied before a restart toward retention by bytes and age (they are not applied again). */
@@ -129,7 +190,7 @@ export class RoomLog implements LogStateMachine {
   }
 
   position(roomId: number): RoomPosition {
-    return this.rooms.get(roomId) ?? { head: 0, floor: 1 };
+    return this.rooms.get(roomId) ?? { head: 0, floor: 1, base: 0 };
   }
 
   // --- LogStateMachine ------------------------------------------------------
@@ -139,10 +200,15 @@ export class RoomLog implements LogStateMachine {
     const touched = new Set<number>();
     for (const entry of entries) {
       if (entry.data.length === 0) continue; // a leader's no-op
+      const batch = peer.RoomLogBatch.decode(entry.data);
+      if (batch.inherit || batch.handOff || batch.adopt) {
+        writes.push(...this.applyDoublingStep(batch, touched));
+        continue;
+      }
       const { messages, appendedAtMs } = decodeBatch(entry.data);
       messages.forEach((m, slot) => {
         const seq = Long.fromValue(m.roomSeq).toNumber();
-        const room = this.rooms.get(m.roomId) ?? { head: 0, floor: 1 };
+        const room = this.rooms.get(m.roomId) ?? { head: 0, floor: 1, base: 0 };
         if (seq <= room.head) return; // applied before (a replay after restart): idempotent
         room.head = seq;
         this.rooms.set(m.roomId, room);
@@ -167,8 +233,8 @@ export class RoomLog implements LogStateMachine {
   }
 
   snapshot(): Uint8Array {
-    const heads = [...this.rooms].map(([roomId, p]) => ({ roomId, headSeq: p.head, firstSeq: p.floor }));
-    return peer.RoomLogSnapshot.encode({ heads }).finish();
+    const heads = [...this.rooms].map(([roomId, p]) => ({ roomId, headSeq: p.head, firstSeq: p.floor, baseSeq: p.base }));
+    return peer.RoomLogSnapshot.encode({ heads, ...this.doublingState() }).finish();
   }
 
   restore(data: Uint8Array): KvWrite[] {
@@ -176,15 +242,50 @@ export class RoomLog implements LogStateMachine {
     this.sizes.length = 0;
     this.bytes = 0;
     // Everything before the snapshot is gone from the leader's log too: no room keeps history from before it.
-    for (const h of peer.RoomLogSnapshot.decode(data).heads) {
+    const snapshot = peer.RoomLogSnapshot.decode(data);
+    for (const h of snapshot.heads) {
       const head = Long.fromValue(h.headSeq ?? 0).toNumber();
-      this.rooms.set(h.roomId ?? 0, { head, floor: head + 1 });
+      const base = Long.fromValue(h.baseSeq ?? 0).toNumber();
+      // What an inherited room kept before its base is still read from its old partition.
+      this.rooms.set(h.roomId ?? 0, { head, floor: base > 0 ? Long.fromValue(h.firstSeq ?? 1).toNumber() : head + 1, base });
     }
+    this.setDoubling(snapshot);
     return [
+      { key: DOUBLING_KEY, value: peer.RoomLogSnapshot.encode(this.doublingState()).finish() },
       { key: ROOM_INDEX_START, rangeEnd: ROOM_INDEX_END, delete: true },
       { key: HEAD_START, rangeEnd: HEAD_END, delete: true },
       ...[...this.rooms].map(([roomId, p]) => headWrite(roomId, p)),
     ];
+  }
+
+  private applyDoublingStep(batch: ReturnType<typeof peer.RoomLogBatch.decode>, touched: Set<number>): KvWrite[] {
+    if (batch.inherit && !this.inherit) this.inherit = { partition: batch.inherit.partition ?? 0, partitions: batch.inherit.partitions ?? 0 };
+    if (batch.handOff) {
+      const move = { partition: batch.handOff.partition ?? 0, partitions: batch.handOff.partitions ?? 0 };
+      if (!this.handedOff.some((h) => h.partition === move.partition && h.partitions === move.partitions)) this.handedOff.push(move);
+    }
+    if (batch.adopt && !this.adopted) {
+      for (const h of batch.adopt.heads ?? []) {
+        const roomId = h.roomId ?? 0;
+        const head = Long.fromValue(h.headSeq ?? 0).toNumber();
+        const room = this.rooms.get(roomId) ?? { head: 0, floor: 1, base: 0 };
+        // Nothing was numbered here before the adoption (the partition waited for it): the room continues from its old head.
+        this.rooms.set(roomId, { head: Math.max(room.head, head), floor: Long.fromValue(h.firstSeq ?? 1).toNumber(), base: head });
+        touched.add(roomId);
+      }
+      this.adopted = true;
+    }
+    return [{ key: DOUBLING_KEY, value: peer.RoomLogSnapshot.encode(this.doublingState()).finish() }];
+  }
+
+  private doublingState() {
+    return { ...(this.inherit ? { inherit: this.inherit } : {}), adopted: this.adopted, handedOff: this.handedOff };
+  }
+
+  private setDoubling(state: ReturnType<typeof peer.RoomLogSnapshot.decode>): void {
+    this.inherit = state.inherit ? { partition: state.inherit.partition ?? 0, partitions: state.inherit.partitions ?? 0 } : null;
+    this.adopted = state.adopted ?? false;
+    this.handedOff = (state.handedOff ?? []).map((h) => ({ partition: h.partition ?? 0, partitions: h.partitions ?? 0 }));
   }
 
   // --- retention by age and bytes ---------------------------------------------
@@ -235,7 +336,7 @@ export class RoomLog implements LogStateMachine {
    * `after`, oldest first. Backward (before > 0): the newest before `before`.
    */
   async page(roomId: number, after: number, before: number, limit: number, read: (index: number) => Promise<Entry | null>): Promise<HistoryPage> {
-    const { head, floor } = this.position(roomId);
+    const { head, floor, base } = this.position(roomId);
     const count = Math.max(1, Math.min(limit || MAX_HISTORY_PAGE, MAX_HISTORY_PAGE));
     let from: number;
     let to: number;
@@ -247,7 +348,9 @@ export class RoomLog implements LogStateMachine {
       to = Math.min(head, after + count);
     }
     const complete = from >= floor || to < from;
-    const rows = to < Math.max(from, floor) ? [] : await this.kv.range(indexKey(roomId, Math.max(from, floor)), indexKey(roomId, to + 1), to - Math.max(from, floor) + 1);
+    // At or below an inherited room's base, messages are in the partition it came from (the broker reads them there).
+    const low = Math.max(from, floor, base + 1);
+    const rows = to < low ? [] : await this.kv.range(indexKey(roomId, low), indexKey(roomId, to + 1), to - low + 1);
     const deliveries: RoomDelivery[] = [];
     let entryIndex = -1;
     let messages: RoomDelivery[] = [];

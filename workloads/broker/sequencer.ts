@@ -13,7 +13,7 @@ import { HotCounter } from '../observability/hot-metrics.js';
 import { ALL_VROOMS, Long, peer, type Publish, type RoomDelivery } from '../protocol/index.js';
 import type { Entry } from '../replication/raft.js';
 import type { TokenBuckets } from '../limits/token-bucket.js';
-import { decodeBatch, DURABLE_SEQUENCER_ID, encodeBatch, type RoomLog } from './room-log.js';
+import { decodeBatch, DURABLE_SEQUENCER_ID, encodeBatch, isDoublingStep, type Inheritance, type RoomLog } from './room-log.js';
 
 const DEDUP_ENTRIES = 200_000;
 /** Messages per log entry at most; a busier turn appends several entries. */
@@ -75,6 +75,8 @@ export class Sequencer {
   /** Entries applied while following, with when: a new leader fans the recent ones out again. */
   private recentlyApplied: Array<{ index: number; at: number }> = [];
   private wasReady = false;
+  /** Rooms a hand-off being appended moves away: refused from the moment it is proposed, before it applies. */
+  private fences: Inheritance[] = [];
   private readonly now: () => number;
 
   constructor(private readonly deps: SequencerDeps) {
@@ -85,6 +87,10 @@ export class Sequencer {
     if (!this.deps.log.ready) {
       publishedBy.notLeader.count++;
       ack(this.deps.log.isLeader ? peer.PublishStatus.UNAVAILABLE : peer.PublishStatus.NOT_LEADER);
+      return;
+    }
+    if (this.deps.rooms.movedAway(publish.roomId) || this.fences.some((f) => publish.roomId % f.partitions === f.partition)) {
+      ack(peer.PublishStatus.WRONG_PARTITION); // a doubling gave the room to another partition
       return;
     }
     const { senderId, messageId } = publish;
@@ -118,6 +124,19 @@ export class Sequencer {
     }
   }
 
+  /**
+   * Appends a doubling's control entry after every message numbered so far
+   * (so a hand-off's heads include them); a hand-off fences its rooms at once.
+   * False when this replica may not append now (not leader, or no lease).
+   */
+  proposeControl(data: Uint8Array, fence?: Inheritance): boolean {
+    if (!this.deps.log.isLeader) return false;
+    if (this.turn.length > 0) this.proposeTurn();
+    if (this.deps.log.propose(data) === null) return false;
+    if (fence) this.fences.push(fence);
+    return true;
+  }
+
   /** Committed entries, in log order, as this replica applies them. */
   onApplied(entries: Entry[]): void {
     this.checkReady();
@@ -126,6 +145,7 @@ export class Sequencer {
       if (entry.data.length === 0) continue;
       const mine = this.proposed.get(entry.index);
       this.proposed.delete(entry.index);
+      if (isDoublingStep(entry.data)) continue;
       if (mine?.term === entry.term) {
         for (const p of mine.batch) this.startFanout(p.known, p.delivery, p.encoded);
         continue;
@@ -157,7 +177,7 @@ export class Sequencer {
     // Their messages are adopted again, so a retry waits for them instead of being numbered twice.
     for (let index = this.deps.log.appliedIndex + 1; index <= this.deps.log.lastIndex; index++) {
       const entry = this.deps.log.entryAt(index);
-      if (!entry || entry.data.length === 0) continue;
+      if (!entry || entry.data.length === 0 || isDoublingStep(entry.data)) continue;
       const batch: Proposed[] = [];
       for (const delivery of decodeBatch(entry.data).messages) {
         this.assigned.set(delivery.roomId, Math.max(this.assigned.get(delivery.roomId) ?? 0, delivery.roomSeq.toNumber()));
@@ -190,6 +210,7 @@ export class Sequencer {
     this.turn = [];
     this.proposed.clear();
     this.assigned.clear();
+    this.fences = [];
   }
 
   private proposeTurn(): void {

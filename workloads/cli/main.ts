@@ -91,6 +91,14 @@ program.command('up')
     };
     process.on('SIGINT', () => void stop('SIGINT'));
     process.on('SIGTERM', () => void stop('SIGTERM'));
+    // A partition doubling, as the operator would run it on Kubernetes: `kill -USR2 <pid of groupchat up>`.
+    process.on('SIGUSR2', () => {
+      process.stderr.write('SIGUSR2: doubling the broker partitions\n');
+      cluster.doubleBrokers().then(
+        (topology) => process.stdout.write(`doubled ${JSON.stringify({ epoch: topology.epoch, brokerPartitions: topology.roles.broker.partitions })}\n`),
+        (err: Error) => process.stderr.write(`doubling failed: ${err.message}\n`),
+      );
+    });
     try {
       const ready = await cluster.start();
       process.stdout.write(`ready ${JSON.stringify(ready)}\n`);

@@ -161,25 +161,66 @@ export class LocalCluster {
     });
   }
 
-  /** Every process registered ready, and every broker partition has elected a leader that can commit. */
-  private allReady(specs: ProcessSpec[]): Promise<void> {
-    const brokerPartitions = new Set(specs.filter((s) => s.role === 'broker').map((s) => s.partition));
-    const isReady = (members: Member[]) => specs.every((s) =>
-      members.some((m) => m.role === s.role && m.partition === s.partition && m.replica === s.replica && m.ready))
-      && [...brokerPartitions].every((p) => members.some((m) => m.role === 'broker' && m.partition === p && m.leader));
+  /**
+   * Doubles the broker partitions the way the operator does (operator/scaling/doubling.ts):
+   * Expanding (the new partitions start and record whom they inherit rooms
+   * from), then Switching (epoch + 1: everyone routes by the doubled layout;
+   * the new partitions adopt their rooms), then Stable once every member serves
+   * the new epoch and every partition has a leader. Resolves with the new topology.
+   */
+  async doubleBrokers(boundMs = 120_000): Promise<Topology> {
+    const before = this.registry.topology();
+    if (before.phase !== 'Stable') throw new Error(`cannot double while the topology is ${before.phase}`);
+    const { partitions, replicas } = before.roles.broker;
+    const roles = { ...before.roles, broker: { partitions: 2 * partitions, replicas } };
+    this.registry.setTopology({ ...before, phase: 'Expanding', next: { roles } });
+    const added: ProcessSpec[] = [];
+    for (let p = partitions; p < 2 * partitions; p++) {
+      for (let r = 0; r < replicas; r++) added.push({ name: `broker-${p}-${r}`, role: 'broker', partition: p, replica: r, ordinal: p * replicas + r });
+    }
+    for (const spec of added) this.spawn(spec, 0);
+    await this.allReady(added, false, boundMs);
+    const { next: _next, ...rest } = before;
+    const switched: Topology = { ...rest, epoch: before.epoch + 1, phase: 'Switching', roles };
+    this.registry.setTopology(switched);
+    await this.until((members) => members.every((m) => m.epoch === undefined || m.epoch === switched.epoch), `every member to serve epoch ${switched.epoch}`, boundMs);
+    this.registry.setTopology({ ...switched, phase: 'Stable' });
+    await this.allReady([...this.running.values()].map((r) => r.spec), true, boundMs);
+    return this.registry.topology();
+  }
+
+  /** Every process registered ready and, with leaders, every broker partition has a leader that can commit. */
+  private allReady(specs: ProcessSpec[], leaders = true, boundMs = 60_000): Promise<void> {
+    const brokerPartitions = [...new Set(leaders ? specs.filter((s) => s.role === 'broker').map((s) => s.partition) : [])];
+    const registered = (members: Member[], s: ProcessSpec) => members.some((m) => m.role === s.role && m.partition === s.partition && m.replica === s.replica && m.ready);
+    const led = (members: Member[], p: number) => members.some((m) => m.role === 'broker' && m.partition === p && m.leader);
+    return this.until(
+      (members) => specs.every((s) => registered(members, s)) && brokerPartitions.every((p) => led(members, p)),
+      (members) => {
+        const missing = specs.filter((s) => !registered(members, s)).map((s) => s.name);
+        const leaderless = brokerPartitions.filter((p) => !led(members, p));
+        return `${missing.join(', ') || 'every process'} registered ready${leaderless.length ? `, and a leader in broker partitions ${leaderless.join(', ')}` : ''}`;
+      },
+      boundMs,
+    );
+  }
+
+  /** Resolves once holds(members) is true (checked now and on every change); rejects after boundMs naming what is missing. */
+  private until(holds: (members: Member[]) => boolean, what: string | ((members: Member[]) => string), boundMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const members = this.registry.members();
-        const missing = specs.filter((s) => !members.some((m) => m.role === s.role && m.partition === s.partition && m.replica === s.replica && m.ready));
-        reject(new Error(`not ready after 60 s: ${missing.map((s) => s.name).join(', ')} (logs in ${this.options.logDir})`));
-      }, 60_000);
       const check = (members: Member[]) => {
-        if (!isReady(members)) return;
+        if (!holds(members)) return;
         clearTimeout(timer);
         this.registry.off('members', check);
         resolve();
       };
+      const timer = setTimeout(() => {
+        this.registry.off('members', check);
+        const members = this.registry.members();
+        reject(new Error(`gave up after ${boundMs / 1000} s waiting for ${typeof what === 'string' ? what : what(members)} (logs in ${this.options.logDir})`));
+      }, boundMs);
       this.registry.on('members', check);
+      check(this.registry.members());
     });
   }
 }
