@@ -116,14 +116,29 @@ export const RoleStatusSchema = z.object({
 export type RoleStatus = z.infer<typeof RoleStatusSchema>;
 
 export const ClusterStatusSchema = z.object({
-  observedGeneration: z.number().int().nonnegative().optional(),
+  observedGeneration: z.number().int().nonnegative().optional()
+    .meta({ description: 'The metadata.generation this status was computed from.' }),
   conditions: z.array(ConditionSchema).optional().meta({
     'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'],
   }),
   epoch: z.number().int().nonnegative().optional().meta({ description: 'Epoch of the topology the cluster routes by.' }),
   phase: z.enum(TOPOLOGY_PHASES).optional().meta({ description: 'Stable, or where a partition doubling is.' }),
   roles: z.record(z.string(), RoleStatusSchema).optional().meta({ description: 'Pods desired and ready per role.' }),
-}).strict();
+  ready: z.string().optional().meta({ description: 'Pods ready out of pods desired, over every role, e.g. 11/12.' }),
+  topology: TopologySchema.optional().meta({
+    description: 'The topology the operator decided: the record of the epoch and the doubling phase. '
+      + 'The ConfigMap <cluster>-topology is rewritten from it when deleted or edited.',
+  }),
+  acceptedSpec: z.record(z.string(), z.unknown()).optional().meta({
+    description: 'The spec the topology and the objects were built from (a change refused during a doubling is not in it).',
+    'x-kubernetes-preserve-unknown-fields': true,
+  }),
+}).strict().meta({
+  'x-kubernetes-validations': [{
+    rule: '!has(oldSelf.topology) || (has(self.topology) && self.topology.epoch >= oldSelf.topology.epoch)',
+    message: 'status.topology.epoch never goes backwards',
+  }],
+});
 export type ClusterStatus = z.infer<typeof ClusterStatusSchema>;
 
 const MAX_NAME = 40;
@@ -137,6 +152,8 @@ export const GroupChatClusterSchema = z.object({
     namespace: z.string(),
     uid: z.string(),
     generation: z.number().int(),
+    resourceVersion: z.string().optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
   }).passthrough(),
   spec: ClusterSpecSchema,
   status: ClusterStatusSchema.optional(),

@@ -20,7 +20,7 @@ let broker: CliProcess | undefined;
 beforeAll(async () => {
   cp = await startControlPlane([{ name: WORKLOAD_USER, groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`] }]);
   await cp.kubectl(['create', 'namespace', NS]);
-  operator = await startOperator(cp.kubeconfig(), NS);
+  operator = await startOperator(cp.kubeconfig(), { namespace: NS });
   await cp.kubectl(['apply', '-n', NS, '-f', 'examples/small.yaml']);
   await eventually(() => getJson(cp, ['statefulset', 'chat-broker-1', '-n', NS]));
 });
