@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { serveHealth } from '../workloads/observability/http.js';
 import { createLogger } from '../workloads/observability/logger.js';
 import { DEFAULT_RESYNC_MS, startController, type Controller } from './reconcile/controller.js';
-import { checkTiming, DEFAULT_TIMING, LeaderElector } from './reconcile/leader-election.js';
+import { LeaderElector } from './reconcile/leader-election.js';
+import { checkTiming, DEFAULT_TIMING } from './reconcile/leader-lease.js';
 import { isLeader } from './reconcile/metrics.js';
 
 const Seconds = z.coerce.number().positive().max(3600);
