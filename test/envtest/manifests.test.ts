@@ -57,10 +57,10 @@ test.each([
   ['an unknown field', { ...valid, brokers: { partitions: 2 } }, /unknown field "spec\.brokers"/],
   ['an unknown nested field', { ...valid, router: { partitions: 1, replicas: 1, partition: 1 } }, /unknown field "spec\.router\.partition"/],
   ['a missing image', { ...valid, image: undefined }, /spec\.image: Required value/],
-  ['a bad quantity', { ...valid, pi: { partitions: 1, replicas: 1, storage: { size: 'lots' } } }, /spec\.pi\.storage\.size: Invalid value: "string": must be a non-negative quantity such as 500m, 2 or 1Gi/],
-  ['a negative quantity', { ...valid, proxy: { replicas: 1, resources: { requests: { cpu: '-1' } } } }, /spec\.proxy\.resources\.requests\.cpu: Invalid value: "string": must be a non-negative quantity/],
-  ['a negative integer quantity', { ...valid, proxy: { replicas: 1, resources: { limits: { memory: -1 } } } }, /spec\.proxy\.resources\.limits\.memory: Invalid value: "integer": must be a non-negative quantity/],
-  ['requests above limits', { ...valid, broker: { partitions: 2, replicas: 2, resources: { requests: { cpu: '2', memory: '1Gi' }, limits: { cpu: '1500m', memory: '1Gi' } } } }, /spec\.broker\.resources: Invalid value: "object": the request of cpu is above its limit/],
+  ['a bad quantity', { ...valid, pi: { partitions: 1, replicas: 1, storage: { size: 'lots' } } }, /spec\.pi\.storage\.size: Invalid value: "": must be a non-negative quantity such as 500m, 2 or 1Gi/],
+  ['a negative quantity', { ...valid, proxy: { replicas: 1, resources: { requests: { cpu: '-1' } } } }, /spec\.proxy\.resources\.requests\[cpu\]: Invalid value: "": must be a non-negative quantity/],
+  ['a negative integer quantity', { ...valid, proxy: { replicas: 1, resources: { limits: { memory: -1 } } } }, /spec\.proxy\.resources\.limits\[memory\]: Invalid value: "": must be a non-negative quantity/],
+  ['requests above limits', { ...valid, broker: { partitions: 2, replicas: 2, resources: { requests: { cpu: '2', memory: '1Gi' }, limits: { cpu: '1500m', memory: '1Gi' } } } }, /spec\.broker\.resources: Invalid value: "object": the cpu request must not be above the cpu limit/],
   ['an unknown resource name', { ...valid, router: { partitions: 1, replicas: 1, resources: { requests: { cpuu: '1' } } } }, /spec\.router\.resources\.requests: Invalid value: "object": resource names are cpu, memory, ephemeral-storage/],
   ['a blank image', { ...valid, image: '   ' }, /spec\.image: Invalid value: "string": image must be an image reference such as registry\.example\/groupchat:1\.0, without blanks/],
   ['more gateways than ordinals', { ...valid, gateway: { replicas: 129 } }, /spec\.gateway\.replicas: Invalid value: "integer": gateway replicas must be at most 127/],
@@ -84,9 +84,9 @@ describe('changes the API server refuses, judged against the stored spec', () =>
     { input: JSON.stringify({ apiVersion: 'groupchat.dev/v1alpha1', kind: 'GroupChatCluster', metadata: { name, namespace: NS }, spec }) });
 
   test.each([
-    ['halving partitions', 'halve', { ...stored, broker: { partitions: 2, replicas: 2 } }, /broker partitions can stay at 4 or double to 8, one doubling at a time/],
-    ['more than one doubling', 'quadruple', { ...stored, router: { partitions: 4, replicas: 1 } }, /router partitions can stay at 1 or double to 2, one doubling at a time/],
-    ['pi partitions changed', 'pi-double', { ...stored, pi: { ...stored.pi, partitions: 4 } }, /pi partitions cannot change from 2: its data is placed by partition and is not moved/],
+    ['halving partitions', 'halve', { ...stored, broker: { partitions: 2, replicas: 2 } }, /broker partitions can only stay as they are or double, one doubling at a time/],
+    ['more than one doubling', 'quadruple', { ...stored, router: { partitions: 4, replicas: 1 } }, /router partitions can only stay as they are or double, one doubling at a time/],
+    ['pi partitions changed', 'pi-double', { ...stored, pi: { ...stored.pi, partitions: 4 } }, /pi partitions cannot change: its data is placed by partition and is not moved/],
     ['xiu removed without the opt-in', 'xiu-gone', { ...stored, xiu: undefined }, /removing xiu leaves its stored messages behind: set spec.allowStoreRemoval to true to remove it anyway/],
   ])('%s', async (_, name, change, message) => {
     await apply(name, stored);

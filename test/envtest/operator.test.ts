@@ -192,8 +192,8 @@ test('editing partitions 2 → 4 doubles them through Expanding and Switching as
 test('4 → 3, 4 → 2 and 4 → 16 are rejected by the API server, so spec and cluster never disagree', async () => {
   const before = await topology();
   await expect(patchSpec({ broker: { partitions: 3, replicas: 3 } })).rejects.toThrow(/partitions must be a power of two/);
-  await expect(patchSpec({ broker: { partitions: 2, replicas: 4 } })).rejects.toThrow(/broker partitions can stay at 4 or double to 8/);
-  await expect(patchSpec({ broker: { partitions: 16, replicas: 3 } })).rejects.toThrow(/broker partitions can stay at 4 or double to 8/);
+  await expect(patchSpec({ broker: { partitions: 2, replicas: 4 } })).rejects.toThrow(/broker partitions can only stay as they are or double/);
+  await expect(patchSpec({ broker: { partitions: 16, replicas: 3 } })).rejects.toThrow(/broker partitions can only stay as they are or double/);
   expect((await cluster()).spec.broker).toEqual({ partitions: 4, replicas: 3 });
   expect(condition(await cluster(), 'Degraded')).toMatchObject({ status: 'False' });
   expect(await topology()).toEqual(before);
