@@ -36,6 +36,15 @@ test.each([
   expect(out).toMatch(/(cluster)?rolebinding\.rbac\.authorization\.k8s\.io\/gc-groupchat created \(server dry run\)/);
 });
 
+test('the chart runs two operators with a disruption budget, and renders a ServiceMonitor only when asked', async () => {
+  const rendered = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', 'groupchat-system']);
+  expect(rendered).toMatch(/kind: Deployment[\s\S]*replicas: 2/);
+  expect(rendered).toContain('kind: PodDisruptionBudget');
+  expect(rendered).not.toContain('kind: ServiceMonitor');
+  const monitored = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', 'groupchat-system', '--set', 'serviceMonitor.enabled=true']);
+  expect(monitored).toMatch(/kind: ServiceMonitor[\s\S]*path: \/metrics/);
+});
+
 test('helm lint --strict passes, and values.schema.json rejects unknown keys', async () => {
   expect(await runTool('helm', ['lint', '--strict', 'helm/groupchat'])).toContain('0 chart(s) failed');
   await expect(runTool('helm', ['template', 'gc', 'helm/groupchat', '--set', 'replicaCount=2']))
