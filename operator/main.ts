@@ -2,6 +2,7 @@
 // the kubelet probes, stopped in order on SIGTERM. With leader election (the
 // default) every replica serves its endpoints and campaigns for the leader
 // Lease; only the leader runs the controller.
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -80,7 +81,9 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   // In a pod: its service account; elsewhere: KUBECONFIG or ~/.kube/config.
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromDefault();
-  const identity = process.env.GROUPCHAT_POD_NAME ?? hostname();
+  const instance = process.env.GROUPCHAT_POD_NAME ?? hostname();
+  // As client-go does: unique per process, so a restarted operator is a new candidate, not the old leader.
+  const identity = `${instance}_${randomUUID()}`;
   // Ready means able to take over: a standby is as ready as the leader.
   const health = await serveHealth(config.host, config.httpPort, () => true);
   log.info({ http: health.address, identity }, 'ready');
@@ -115,7 +118,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   }
   isLeader.set(1);
   controller = await startController({
-    kubeConfig, log, instance: identity, resyncMs: config.resyncSeconds * 1000,
+    kubeConfig, log, instance, resyncMs: config.resyncSeconds * 1000,
     ...(config.namespace ? { namespace: config.namespace } : {}),
   });
 }
