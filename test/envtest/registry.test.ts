@@ -38,7 +38,8 @@ async function podEnvironment(): Promise<Record<string, string>> {
   const pod = {
     apiVersion: 'v1', kind: 'Pod',
     metadata: { name: POD, namespace: NS, labels: { ...template.metadata.labels, 'apps.kubernetes.io/pod-index': '0' } },
-    spec: template.spec,
+    // The StatefulSet controller would bind each volume claim template; an emptyDir stands in for it.
+    spec: { ...template.spec, volumes: [...(template.spec.volumes ?? []), ...(sts.spec.volumeClaimTemplates ?? []).map((c: any) => ({ name: c.metadata.name, emptyDir: {} }))] },
   };
   const created = JSON.parse(await cp.kubectl(['create', '-o', 'json', '-f', '-'], { input: JSON.stringify(pod) }));
   const fieldValue = (path: string): string => {
