@@ -3,7 +3,7 @@
 // when the checked-in files differ from what this returns.
 import { stringify } from 'yaml';
 import {
-  API_VERSION, CLUSTER_NAME_RULE, ClusterSpecSchema, ClusterStatusSchema, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION,
+  API_VERSION, CLUSTER_NAME_RULES, ClusterSpecSchema, ClusterStatusSchema, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION,
 } from './v1alpha1.js';
 import { structural } from './openapi.js';
 
@@ -28,7 +28,8 @@ export function customResourceDefinition() {
           { name: 'Brokers', type: 'integer', description: 'Broker partitions', jsonPath: '.spec.broker.partitions' },
           { name: 'Epoch', type: 'integer', description: 'Topology epoch', jsonPath: '.status.epoch' },
           { name: 'Phase', type: 'string', description: 'Stable, or the doubling phase', jsonPath: '.status.phase' },
-          { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+          { name: 'Ready', type: 'string', description: 'Pods ready / desired', jsonPath: '.status.ready' },
+          { name: 'Status', type: 'string', description: 'Why not ready, or AllReady', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
           { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
         ],
         schema: {
@@ -43,7 +44,7 @@ export function customResourceDefinition() {
               spec: structural(ClusterSpecSchema),
               status: structural(ClusterStatusSchema),
             },
-            'x-kubernetes-validations': [CLUSTER_NAME_RULE],
+            'x-kubernetes-validations': CLUSTER_NAME_RULES,
           },
         },
       }],

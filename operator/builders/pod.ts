@@ -78,8 +78,13 @@ export function podTemplate(cr: GroupChatCluster, spec: ClusterSpec, o: PodOptio
       { name: 'http', containerPort: PORTS.http, protocol: 'TCP' },
       ...(o.role === 'gateway' ? [{ name: 'ws', containerPort: PORTS.ws, protocol: 'TCP' }] : []),
     ],
-    readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 2, failureThreshold: 3 },
-    livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 3 },
+    // The health port opens before anything else (registry, snapshots, RocksDB), so
+    // the startup probe only waits for the process; liveness fails only on an
+    // event loop wedged for a minute (never on the API server or a peer being away);
+    // readiness is the role's own (its links), never the API server's.
+    startupProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 2, timeoutSeconds: 5, failureThreshold: 150 },
+    livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, timeoutSeconds: 10, failureThreshold: 6 },
+    readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 2, timeoutSeconds: 5, failureThreshold: 3 },
     ...(roleSpec?.resources ? { resources: resourceRequirements(roleSpec.resources) } : {}),
     volumeMounts: mounts,
     securityContext: {

@@ -14,11 +14,20 @@ export const REPORTING_CONTROLLER = 'groupchat.dev/operator';
 
 export const isNotFound = (err: unknown) => err instanceof ApiException && err.code === 404;
 
-/** The API's own message for a failed call, which says what was wrong. */
+/**
+ * The API's own message for a failed call, which says what was wrong. The
+ * client hands the body over as JSON text: the message is taken out of it, so
+ * a condition or a log line never shows a raw Status document.
+ */
 export function apiMessage(err: unknown): string {
   if (err instanceof ApiException) {
-    const body = err.body as { message?: string } | string;
-    return typeof body === 'string' ? body : body?.message ?? `HTTP ${err.code}`;
+    const body = err.body as { message?: string } | string | undefined;
+    if (typeof body !== 'string') return body?.message || `HTTP ${err.code}`;
+    try {
+      return (JSON.parse(body) as { message?: string }).message || `HTTP ${err.code}`;
+    } catch {
+      return body.trim() || `HTTP ${err.code}`;
+    }
   }
   return err instanceof Error ? err.message : String(err);
 }
@@ -55,14 +64,9 @@ export class KubeApi {
     }
   }
 
-  /** Server-side apply: the operator owns exactly the fields it sets. */
-  async apply<T extends KubernetesObject>(object: T): Promise<void> {
-    await this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
-  }
-
-  async list(apiVersion: string, kind: string, namespace: string, labelSelector: string): Promise<KubernetesObject[]> {
-    const list = await this.objects.list(apiVersion, kind, namespace, undefined, undefined, undefined, undefined, labelSelector);
-    return list.items.map((item) => ({ ...item, apiVersion, kind }));
+  /** Server-side apply: the operator owns exactly the fields it sets. Resolves with the object as stored. */
+  async apply<T extends KubernetesObject>(object: T): Promise<KubernetesObject> {
+    return this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
   }
 
   async delete(object: KubernetesObject): Promise<void> {
@@ -73,11 +77,16 @@ export class KubeApi {
     }
   }
 
-  async applyStatus(cr: GroupChatCluster, status: ClusterStatus): Promise<void> {
+  /**
+   * Writes the status. With `resourceVersion`, only if the cluster is still at
+   * that version (409 otherwise): a decision is recorded only by the operator
+   * that read the state it was decided from.
+   */
+  async applyStatus(cr: GroupChatCluster, status: ClusterStatus, resourceVersion?: string): Promise<void> {
     const { namespace, name } = cr.metadata;
     await this.custom.patchNamespacedCustomObjectStatus({
       group: GROUP, version: VERSION, namespace, plural: PLURAL, name, fieldManager: FIELD_MANAGER, force: true,
-      body: { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, status },
+      body: { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) }, status },
     }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply));
   }
 

@@ -23,6 +23,11 @@ export class WorkQueue {
     private readonly workers = 1,
   ) {}
 
+  /** Keys waiting for a worker. */
+  get depth(): number {
+    return this.pending.length;
+  }
+
   add(key: string): void {
     if (this.stopped) return;
     if (this.active.has(key)) {

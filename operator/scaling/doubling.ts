@@ -24,6 +24,13 @@ export interface ScalingInput {
   state: ClusterState | undefined;
   /** Live members of the cluster. */
   members: Member[];
+  /**
+   * The highest epoch this cluster is known to have had, when its state is
+   * lost (a cluster from an operator that kept no state in its status, whose
+   * topology ConfigMap is gone): the new topology starts above it, so an
+   * epoch never goes backwards.
+   */
+  lastEpoch?: number;
 }
 
 export interface ScalingResult {
@@ -77,9 +84,10 @@ const describe = (c: PartitionChange) => `${c.role} partitions ${c.from} → ${c
 export function step(input: ScalingInput): ScalingResult {
   const { spec, state, members } = input;
   if (!state) {
+    const epoch = (input.lastEpoch ?? 0) + 1;
     return {
-      state: { accepted: spec, topology: { epoch: 1, phase: 'Stable', roles: layoutOf(spec), ...settingsOf(spec) } },
-      decisions: [{ type: 'Normal', reason: 'TopologyCreated', message: `topology epoch 1: ${summary(layoutOf(spec))}` }],
+      state: { accepted: spec, topology: { epoch, phase: 'Stable', roles: layoutOf(spec), ...settingsOf(spec) } },
+      decisions: [{ type: 'Normal', reason: 'TopologyCreated', message: `topology epoch ${epoch}: ${summary(layoutOf(spec))}` }],
     };
   }
   const { topology } = state;

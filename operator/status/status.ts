@@ -1,7 +1,9 @@
 // The status a cluster reports, computed from what the reconcile decided and
 // what the workloads' own status says. Pure: the reconciler only writes it.
+import { isDeepStrictEqual } from 'node:util';
 import type { Role } from '../../workloads/registry/schema.js';
 import type { ClusterStatus, Condition, RoleStatus } from '../api/v1alpha1.js';
+import { stateStatus } from '../builders/topology.js';
 import type { ScalingResult } from '../scaling/doubling.js';
 
 export interface ObservedWorkload {
@@ -53,13 +55,21 @@ export function computeStatus(input: StatusInput): ClusterStatus {
       : { type: 'Ready', status: 'False', reason: 'NotReady', message: applyError ?? `ready: ${notReady.join(', ')}` },
   ];
 
+  const total = Object.values(roles).reduce((sum, r) => ({ ready: sum.ready + r.ready, desired: sum.desired + r.desired }), { ready: 0, desired: 0 });
   return {
     observedGeneration: generation,
     conditions: conditions.map((c) => withTransitionTime({ ...c, observedGeneration: generation }, input.previous, input.now)),
     epoch: topology.epoch,
     phase: topology.phase,
     roles,
+    ready: `${total.ready}/${total.desired}`,
+    ...stateStatus(result.state),
   };
+}
+
+/** Whether writing `next` would change the stored status (compared as the JSON the API server keeps). */
+export function sameStatus(next: ClusterStatus, stored: ClusterStatus | undefined): boolean {
+  return stored !== undefined && isDeepStrictEqual(JSON.parse(JSON.stringify(next)), JSON.parse(JSON.stringify(stored)));
 }
 
 /** A condition keeps the time it last changed status. */

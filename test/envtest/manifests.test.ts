@@ -36,6 +36,15 @@ test.each([
   expect(out).toMatch(/(cluster)?rolebinding\.rbac\.authorization\.k8s\.io\/gc-groupchat created \(server dry run\)/);
 });
 
+test('the chart runs two operators with a disruption budget, and renders a ServiceMonitor only when asked', async () => {
+  const rendered = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', 'groupchat-system']);
+  expect(rendered).toMatch(/kind: Deployment[\s\S]*replicas: 2/);
+  expect(rendered).toContain('kind: PodDisruptionBudget');
+  expect(rendered).not.toContain('kind: ServiceMonitor');
+  const monitored = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', 'groupchat-system', '--set', 'serviceMonitor.enabled=true']);
+  expect(monitored).toMatch(/kind: ServiceMonitor[\s\S]*path: \/metrics/);
+});
+
 test('helm lint --strict passes, and values.schema.json rejects unknown keys', async () => {
   expect(await runTool('helm', ['lint', '--strict', 'helm/groupchat'])).toContain('0 chart(s) failed');
   await expect(runTool('helm', ['template', 'gc', 'helm/groupchat', '--set', 'replicaCount=2']))
@@ -57,14 +66,45 @@ test.each([
   ['an unknown field', { ...valid, brokers: { partitions: 2 } }, /unknown field "spec\.brokers"/],
   ['an unknown nested field', { ...valid, router: { partitions: 1, replicas: 1, partition: 1 } }, /unknown field "spec\.router\.partition"/],
   ['a missing image', { ...valid, image: undefined }, /spec\.image: Required value/],
-  ['a bad quantity', { ...valid, pi: { partitions: 1, replicas: 1, storage: { size: 'lots' } } }, /spec\.pi\.storage\.size in body should match/],
+  ['a bad quantity', { ...valid, pi: { partitions: 1, replicas: 1, storage: { size: 'lots' } } }, /spec\.pi\.storage\.size: Invalid value: "": must be a non-negative quantity such as 500m, 2 or 1Gi/],
+  ['a negative quantity', { ...valid, proxy: { replicas: 1, resources: { requests: { cpu: '-1' } } } }, /spec\.proxy\.resources\.requests\[cpu\]: Invalid value: "": must be a non-negative quantity/],
+  ['a negative integer quantity', { ...valid, proxy: { replicas: 1, resources: { limits: { memory: -1 } } } }, /spec\.proxy\.resources\.limits\[memory\]: Invalid value: "": must be a non-negative quantity/],
+  ['requests above limits', { ...valid, broker: { partitions: 2, replicas: 2, resources: { requests: { cpu: '2', memory: '1Gi' }, limits: { cpu: '1500m', memory: '1Gi' } } } }, /spec\.broker\.resources: Invalid value: "object": the cpu request must not be above the cpu limit/],
+  ['an unknown resource name', { ...valid, router: { partitions: 1, replicas: 1, resources: { requests: { cpuu: '1' } } } }, /spec\.router\.resources\.requests: Invalid value: "object": resource names are cpu, memory, ephemeral-storage/],
+  ['a blank image', { ...valid, image: '   ' }, /spec\.image: Invalid value: "string": image must be an image reference such as registry\.example\/groupchat:1\.0, without blanks/],
+  ['more gateways than ordinals', { ...valid, gateway: { replicas: 129 } }, /spec\.gateway\.replicas: Invalid value: "integer": gateway replicas must be at most 127/],
 ])('the API server rejects a cluster with %s', async (_, spec, message) => {
   const cr = { apiVersion: 'groupchat.dev/v1alpha1', kind: 'GroupChatCluster', metadata: { name: 'bad', namespace: NS }, spec };
   await expect(cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(cr) })).rejects.toThrow(message);
 });
 
-test('the API server rejects a cluster name too long to derive object names from', async () => {
-  const cr = { apiVersion: 'groupchat.dev/v1alpha1', kind: 'GroupChatCluster', metadata: { name: 'x'.repeat(41), namespace: NS }, spec: valid };
-  await expect(cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(cr) }))
-    .rejects.toThrow(/the name of a GroupChatCluster can have at most 40 characters/);
+test.each([
+  ['too long to derive object names from', 'x'.repeat(41), /the name of a GroupChatCluster can have at most 40 characters/],
+  ['starting with a digit', '9lives', /the name of a GroupChatCluster must start with a lower-case letter/],
+  ['with a dot', 'chat.v2', /the name of a GroupChatCluster must start with a lower-case letter and hold only lower-case letters, digits and '-'/],
+])('the API server rejects a cluster name %s', async (_, name, message) => {
+  const cr = { apiVersion: 'groupchat.dev/v1alpha1', kind: 'GroupChatCluster', metadata: { name, namespace: NS }, spec: valid };
+  await expect(cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(cr) })).rejects.toThrow(message);
+});
+
+describe('changes the API server refuses, judged against the stored spec', () => {
+  const stored = { ...valid, broker: { partitions: 4, replicas: 2 }, pi: { partitions: 2, replicas: 2, storage: { size: '1Gi' } }, xiu: { partitions: 2, replicas: 2, storage: { size: '1Gi' } } };
+  const apply = (name: string, spec: object) => cp.kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'],
+    { input: JSON.stringify({ apiVersion: 'groupchat.dev/v1alpha1', kind: 'GroupChatCluster', metadata: { name, namespace: NS }, spec }) });
+
+  test.each([
+    ['halving partitions', 'halve', { ...stored, broker: { partitions: 2, replicas: 2 } }, /broker partitions can only stay as they are or double, one doubling at a time/],
+    ['more than one doubling', 'quadruple', { ...stored, router: { partitions: 4, replicas: 1 } }, /router partitions can only stay as they are or double, one doubling at a time/],
+    ['pi partitions changed', 'pi-double', { ...stored, pi: { ...stored.pi, partitions: 4 } }, /pi partitions cannot change: its data is placed by partition and is not moved/],
+    ['xiu removed without the opt-in', 'xiu-gone', { ...stored, xiu: undefined }, /removing xiu leaves its stored messages behind: set spec.allowStoreRemoval to true to remove it anyway/],
+  ])('%s', async (_, name, change, message) => {
+    await apply(name, stored);
+    await expect(apply(name, change)).rejects.toThrow(message);
+  });
+
+  test('a doubling, and removing pi with the opt-in, are accepted', async () => {
+    await apply('allowed', stored);
+    await apply('allowed', { ...stored, broker: { partitions: 8, replicas: 2 }, router: { partitions: 2, replicas: 1 } });
+    await apply('allowed', { ...stored, broker: { partitions: 8, replicas: 2 }, router: { partitions: 2, replicas: 1 }, pi: undefined, allowStoreRemoval: true });
+  });
 });

@@ -20,7 +20,7 @@ let broker: CliProcess | undefined;
 beforeAll(async () => {
   cp = await startControlPlane([{ name: WORKLOAD_USER, groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`] }]);
   await cp.kubectl(['create', 'namespace', NS]);
-  operator = await startOperator(cp.kubeconfig(), NS);
+  operator = await startOperator(cp.kubeconfig(), { namespace: NS });
   await cp.kubectl(['apply', '-n', NS, '-f', 'examples/small.yaml']);
   await eventually(() => getJson(cp, ['statefulset', 'chat-broker-1', '-n', NS]));
 });
@@ -38,7 +38,8 @@ async function podEnvironment(): Promise<Record<string, string>> {
   const pod = {
     apiVersion: 'v1', kind: 'Pod',
     metadata: { name: POD, namespace: NS, labels: { ...template.metadata.labels, 'apps.kubernetes.io/pod-index': '0' } },
-    spec: template.spec,
+    // The StatefulSet controller would bind each volume claim template; an emptyDir stands in for it.
+    spec: { ...template.spec, volumes: [...(template.spec.volumes ?? []), ...(sts.spec.volumeClaimTemplates ?? []).map((c: any) => ({ name: c.metadata.name, emptyDir: {} }))] },
   };
   const created = JSON.parse(await cp.kubectl(['create', '-o', 'json', '-f', '-'], { input: JSON.stringify(pod) }));
   const fieldValue = (path: string): string => {

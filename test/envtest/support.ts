@@ -58,9 +58,78 @@ export async function startCli(args: string[], env: Record<string, string>,
   return { child, logs, stop: () => end('SIGTERM'), kill: () => end('SIGKILL') };
 }
 
-export function startOperator(kubeconfig: string, namespace?: string): Promise<CliProcess> {
-  return startCli(['operator', '--http-port', '0', ...(namespace ? ['--namespace', namespace] : [])],
-    { KUBECONFIG: kubeconfig }, (line) => line.msg === 'operator started');
+export const OPERATOR_NS = 'groupchat-system';
+
+export interface OperatorOptions {
+  /** Watch only this namespace. */
+  namespace?: string;
+  /** Where the leader Lease is: the watched namespace, else OPERATOR_NS. */
+  leaderElectionNamespace?: string;
+  args?: string[];
+}
+
+/** Starts the operator; resolves once it serves its health and metrics endpoint (it may not lead yet). */
+export function startOperator(kubeconfig: string, o: OperatorOptions = {}): Promise<CliProcess> {
+  return startCli(['operator', '--http-port', '0', ...(o.namespace ? ['--namespace', o.namespace] : []),
+    '--leader-election-namespace', o.leaderElectionNamespace ?? o.namespace ?? OPERATOR_NS, ...(o.args ?? [])],
+  { KUBECONFIG: kubeconfig }, (line) => line.msg === 'ready');
+}
+
+/** Resolves with the first log line `match` accepts, waiting for it until the deadline. */
+export function logged(cli: CliProcess, what: string, match: (line: Record<string, unknown>) => boolean, timeoutMs = 60_000) {
+  return eventually(() => {
+    const line = cli.logs.find(match);
+    if (!line) throw new Error(`no log line ${what} within ${timeoutMs / 1000}s (exit code ${cli.child.exitCode})`);
+    return line;
+  }, timeoutMs);
+}
+
+/** Parses Prometheus text: one number per series, keyed `name{labels as written}`. */
+export function parseMetrics(text: string): Map<string, number> {
+  const series = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*(?:\{.*\})?)\s+(\S+)$/.exec(line);
+    if (match) series.set(match[1]!, Number(match[2]));
+  }
+  return series;
+}
+
+/** The sum of every series of `name` whose labels include all of `labels`. */
+export function metricSum(series: Map<string, number>, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const [key, value] of series) {
+    if (key !== name && !key.startsWith(`${name}{`)) continue;
+    if (Object.entries(labels).every(([k, v]) => key.includes(`${k}="${v}"`))) sum += value;
+  }
+  return sum;
+}
+
+/** The operator's own metrics (it logs its endpoint in its `ready` line). */
+export async function operatorMetrics(operator: CliProcess): Promise<Map<string, number>> {
+  const ready = operator.logs.find((l) => l.msg === 'ready');
+  return parseMetrics(await (await fetch(`http://${ready!.http}/metrics`)).text());
+}
+
+const WRITE_VERBS = new Set(['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE', 'DELETECOLLECTION']);
+
+/** The API server's count of write requests so far, by "VERB resource[/subresource]" (apiserver_request_total). */
+export async function apiserverWrites(cp: ControlPlane): Promise<Map<string, number>> {
+  const writes = new Map<string, number>();
+  for (const [key, value] of parseMetrics(await cp.kubectl(['get', '--raw', '/metrics']))) {
+    if (!key.startsWith('apiserver_request_total{')) continue;
+    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(key)?.[1] ?? '';
+    if (!WRITE_VERBS.has(label('verb')) || label('dry_run') !== '') continue;
+    const what = `${label('verb')} ${label('resource')}${label('subresource') ? `/${label('subresource')}` : ''}`;
+    writes.set(what, (writes.get(what) ?? 0) + value);
+  }
+  return writes;
+}
+
+/** `after` − `before`, without the entries that did not change. */
+export function countsSince(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const delta: Record<string, number> = {};
+  for (const [key, value] of after) if (value - (before.get(key) ?? 0) > 0) delta[key] = value - (before.get(key) ?? 0);
+  return delta;
 }
 
 export async function getJson<T = any>(cp: ControlPlane, args: string[]): Promise<T> {

@@ -156,10 +156,19 @@ program.command('operator')
   .option('--namespace <ns>', 'watch only this namespace (default: all; or GROUPCHAT_WATCH_NAMESPACE)')
   .option('--host <address>', 'address of the health and metrics endpoint')
   .option('--http-port <port>', 'port of the health and metrics endpoint (0: any)')
+  .option('--resync-seconds <n>', 'reconcile every cluster again this often without a change (default 300; or GROUPCHAT_RESYNC_SECONDS)')
+  .option('--no-leader-election', 'run the controller without electing a leader (only ever one replica)')
+  .option('--leader-election-namespace <ns>', 'namespace of the leader Lease (default: the pod\'s; or GROUPCHAT_LEADER_ELECTION_NAMESPACE)')
+  .option('--leader-election-id <name>', 'name of the leader Lease (default groupchat-operator)')
+  .option('--lease-duration-seconds <s>', 'leader Lease duration (default 15)')
+  .option('--renew-deadline-seconds <s>', 'a leader that could not renew for this long stops (default 10)')
+  .option('--retry-period-seconds <s>', 'how often to renew, or to try to acquire (default 2)')
   .action(async (opts) => {
     try {
       // Imported here, so role processes never load the Kubernetes client.
       const { loadOperatorConfig, runOperator } = await import('../../operator/main.js');
+      // Commander sets leaderElection to true unless --no-leader-election: only the flag's false is a choice.
+      if (opts.leaderElection !== false) delete opts.leaderElection;
       await runOperator(loadOperatorConfig(opts));
     } catch (err) {
       process.stderr.write(`groupchat operator: ${(err as Error).message}\n`);

@@ -46,9 +46,10 @@ export class WatchCache<T extends KubernetesObject> {
     });
   }
 
-  /** Resolves once the first list is cached; retries failures until timeoutMs. */
-  async start(timeoutMs = 30_000): Promise<void> {
+  /** Resolves once the first list is cached; retries failures until timeoutMs (null: for as long as it takes). */
+  async start(timeoutMs: number | null = 30_000): Promise<void> {
     void this.informer.start();
+    if (timeoutMs === null) return this.synced;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`could not list ${this.options.path}: ${describe(this.lastError)}`)), timeoutMs);

@@ -2,6 +2,11 @@
 // and each member is a coordination.k8s.io Lease its pod applies and renews
 // (the Lease is the member's ephemeral node: it counts while renewTime +
 // leaseDurationSeconds is in the future). Both are watched through informers.
+//
+// Statically stable: while this process cannot reach the API server (its own
+// renewals fail or hang), it keeps the last topology and members it saw and
+// expires nobody by its clock alone; peers are judged by their links. Once
+// back in contact it gives every Lease a whole duration to be renewed.
 import { EventEmitter } from 'node:events';
 import {
   CoordinationV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy,
@@ -9,9 +14,10 @@ import {
 } from '@kubernetes/client-node';
 import { WatchCache } from '../kube/watch-cache.js';
 import {
-  LABEL_CLUSTER, LABEL_LEASE, leaderLeaseName, memberFromLease, memberLease, memberLeaseSelector, microTime,
+  LABEL_CLUSTER, LABEL_LEASE, leaderLeaseName, leaseExpired, memberLease, memberLeaseSelector, microTime, parseMemberLease,
   topologyConfigMapName, topologyFromConfigMap,
 } from './kubernetes-objects.js';
+import { ApiContact } from './contact.js';
 import type { LeaseState, Registration, Registry, RegistryEvents } from './registry.js';
 import { MemberSchema, type Member, type Topology } from './schema.js';
 
@@ -40,7 +46,10 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
   private readonly objects: KubernetesObjectApi;
   private readonly coordination: CoordinationV1Api;
   private readonly durationSeconds: number;
+  private readonly contact: ApiContact;
   private expiry: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly core: CoreV1Api;
   private readonly registrations = new Set<Registration>();
 
   private constructor(private readonly options: KubernetesRegistryOptions) {
@@ -48,8 +57,11 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     this.setMaxListeners(0);
     const { kubeConfig, namespace, cluster } = options;
     this.durationSeconds = options.leaseDurationSeconds ?? 10;
+    // Renewals go every third of the duration: two in a row missing is no contact.
+    this.contact = new ApiContact((this.durationSeconds * 2000) / 3);
     this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     const core = kubeConfig.makeApiClient(CoreV1Api);
+    this.core = core;
     const coordination = kubeConfig.makeApiClient(CoordinationV1Api);
     this.coordination = coordination;
     const name = topologyConfigMapName(cluster);
@@ -72,16 +84,21 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     });
   }
 
-  /** Resolves once the topology and the members are known. */
-  static async connect(options: KubernetesRegistryOptions, timeoutMs = 60_000): Promise<KubernetesRegistry> {
+  /**
+   * Resolves once the topology and the members are known; with a timeout,
+   * rejects if they are not by then (null: waits as long as it takes, as a
+   * pod must, rather than exit and be restarted while the API server is away).
+   */
+  static async connect(options: KubernetesRegistryOptions, timeoutMs: number | null = 60_000): Promise<KubernetesRegistry> {
     const registry = new KubernetesRegistry(options);
     try {
       await Promise.all([registry.configMaps.start(timeoutMs), registry.leases.start(timeoutMs)]);
+      registry.contact.succeeded(Date.now());
       registry.readMembers();
       registry.readTopology();
       if (!registry.current) {
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(
+          const timer = timeoutMs === null ? undefined : setTimeout(() => reject(new Error(
             `no valid topology in ConfigMap ${options.namespace}/${topologyConfigMapName(options.cluster)}`)), timeoutMs);
           registry.once('topology', () => { clearTimeout(timer); resolve(); });
         });
@@ -93,6 +110,17 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     // Leases expire without an event: look again at the rate they can expire.
     registry.expiry = setInterval(() => registry.readMembers(), 1000);
     registry.expiry.unref();
+    // A process that registers nothing (a view) has no renewals to judge contact by: it reads the topology instead.
+    let reading = false;
+    registry.heartbeat = setInterval(() => {
+      if (reading || registry.registrations.size > 0) return;
+      reading = true;
+      const { namespace, cluster } = options;
+      registry.core.readNamespacedConfigMap({ namespace, name: topologyConfigMapName(cluster) })
+        .then(() => registry.contact.succeeded(Date.now()), () => registry.contact.failed())
+        .finally(() => { reading = false; });
+    }, (registry.durationSeconds * 1000) / 3);
+    registry.heartbeat.unref();
     return registry;
   }
 
@@ -114,12 +142,23 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
         name, namespace, cluster, member: current, durationSeconds: this.durationSeconds, renewedAt: new Date(),
         ...(pod ? { pod } : {}),
       });
-      await this.objects.patch(lease, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+      try {
+        await this.objects.patch(lease, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+      } catch (err) {
+        this.contact.failed();
+        throw err;
+      }
+      this.contact.succeeded(Date.now());
     };
     await apply();
-    // Renew well within the duration so one slow or failed renewal is survived.
+    // Renew well within the duration so one slow or failed renewal is survived;
+    // one at a time, so renewals do not pile up on an API server that hangs.
+    let renewing = false;
     const renewal = setInterval(() => {
-      apply().catch((err) => this.options.onWarning?.(`renewing Lease ${name}: ${(err as Error).message}`));
+      if (renewing) return;
+      renewing = true;
+      apply().catch((err) => this.options.onWarning?.(`renewing Lease ${name}: ${(err as Error).message}`))
+        .finally(() => { renewing = false; });
     }, (this.durationSeconds * 1000) / 3);
     renewal.unref();
     let closed = false;
@@ -222,6 +261,7 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
 
   async close(): Promise<void> {
     clearInterval(this.expiry);
+    clearInterval(this.heartbeat);
     await Promise.all([...this.registrations].map((r) => r.close()));
     await Promise.all([this.configMaps.stop(), this.leases.stop()]);
   }
@@ -243,9 +283,11 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
 
   private readMembers(): void {
     const now = Date.now();
+    const contactSince = this.contact.since(now);
     const live = this.leases.list(this.options.namespace)
-      .map((lease) => memberFromLease(lease, now))
-      .filter((m): m is Member => m !== undefined)
+      .map((lease) => parseMemberLease(lease))
+      .filter((r) => r !== undefined && !leaseExpired(r, contactSince, now))
+      .map((r) => r!.member)
       .sort((a, b) => a.id.localeCompare(b.id));
     if (JSON.stringify(live) === JSON.stringify(this.live)) return;
     this.live = live;

@@ -7,17 +7,20 @@ export const RoleSchema = z.enum(ROLES);
 export type Role = z.infer<typeof RoleSchema>;
 
 export const RoleTopologySchema = z.object({
-  partitions: z.number().int().min(1).max(1024),
-  replicas: z.number().int().min(1).max(16),
+  partitions: z.number().int().min(1).max(1024).meta({ description: 'Number of partitions.' }),
+  replicas: z.number().int().min(1).max(16).meta({ description: 'Replicas of each partition.' }),
 }).strict();
+
+const layoutEntry = (role: string) => ({ description: `Partitions and replicas of ${role}.` });
+const optionalEntry = (role: string) => ({ description: `Partitions and replicas of ${role}; absent where not deployed.` });
 
 /** The layout of the partitioned roles; pi, xiu and relay only where deployed. */
 export const LayoutSchema = z.object({
-  broker: RoleTopologySchema,
-  router: RoleTopologySchema,
-  pi: RoleTopologySchema.optional(),
-  xiu: RoleTopologySchema.optional(),
-  relay: RoleTopologySchema.optional(),
+  broker: RoleTopologySchema.meta(layoutEntry('the brokers')),
+  router: RoleTopologySchema.meta(layoutEntry('the routers')),
+  pi: RoleTopologySchema.optional().meta(optionalEntry('pi')),
+  xiu: RoleTopologySchema.optional().meta(optionalEntry('xiu')),
+  relay: RoleTopologySchema.optional().meta(optionalEntry('the relays')),
 }).strict();
 export type Layout = z.infer<typeof LayoutSchema>;
 export const PARTITIONED_ROLES = ['broker', 'router', 'pi', 'xiu', 'relay'] as const satisfies readonly (keyof Layout)[];
@@ -35,36 +38,33 @@ export const TOPOLOGY_PHASES = ['Stable', 'Expanding', 'Switching'] as const;
  * once every member reports that it serves epoch e + 1.
  */
 export const TopologySchema = z.object({
-  epoch: z.number().int().nonnegative(),
-  phase: z.enum(TOPOLOGY_PHASES),
-  roles: LayoutSchema,
-  /** Only while Expanding: the layout that epoch + 1 will have. */
-  next: z.object({ roles: LayoutSchema }).strict().optional(),
-  /** Members in a room above which a broker splits it into virtual rooms. */
-  splitThreshold: z.number().int().min(1),
-  /** Token-bucket limits on messages; absent means unlimited. */
+  epoch: z.number().int().nonnegative().meta({ description: 'Grows by one with every new layout; never goes back.' }),
+  phase: z.enum(TOPOLOGY_PHASES).meta({ description: 'Stable, or where a partition doubling is: Expanding, then Switching.' }),
+  roles: LayoutSchema.meta({ description: 'The layout every member routes by.' }),
+  next: z.object({ roles: LayoutSchema.meta({ description: 'The doubled layout.' }) }).strict().optional()
+    .meta({ description: 'Only while Expanding: the layout that epoch + 1 will have.' }),
+  splitThreshold: z.number().int().min(1).meta({ description: 'Members in a room above which a broker splits it into virtual rooms.' }),
   limits: z.object({
-    /** Per user, enforced by each gateway for the users it holds. */
-    userMessagesPerSecond: z.number().positive().optional(),
-    userBurst: z.number().int().positive().optional(),
-    /** Per room, enforced by the broker replica that orders the room. */
-    roomMessagesPerSecond: z.number().positive().optional(),
-    roomBurst: z.number().int().positive().optional(),
-    /** Deliveries a broker holds for one slow gateway before refusing more. */
-    gatewayQueueMessages: z.number().int().min(100).optional(),
-  }).strict().optional(),
-  /** Room history: retention of the brokers' replicated room logs, and when a write counts as durable. */
+    userMessagesPerSecond: z.number().positive().optional()
+      .meta({ description: 'Messages per second one user may send, enforced by each gateway for the users it holds; omitted: unlimited.' }),
+    userBurst: z.number().int().positive().optional()
+      .meta({ description: 'Messages one user may send at once above the rate (the token bucket\'s size).' }),
+    roomMessagesPerSecond: z.number().positive().optional()
+      .meta({ description: 'Messages per second one room may carry, enforced by the broker replica that orders it; omitted: unlimited.' }),
+    roomBurst: z.number().int().positive().optional()
+      .meta({ description: 'Messages one room may carry at once above the rate (the token bucket\'s size).' }),
+    gatewayQueueMessages: z.number().int().min(100).optional()
+      .meta({ description: 'Deliveries a broker holds for one slow gateway before refusing more (default 10000).' }),
+  }).strict().optional().meta({ description: 'Token-bucket limits on messages; omitted: unlimited.' }),
   history: z.object({
-    /** The newest messages kept per room. */
-    messagesPerRoom: z.number().int().min(1).optional(),
-    /** Messages older than this are compacted away; 0: no age limit. */
-    maxAgeSeconds: z.number().int().min(0).optional(),
-    /** Each partition's log is compacted to stay under this. */
-    bytesPerPartition: z.number().int().min(1024 * 1024).optional(),
-    /** always: fsync before a commit is acknowledged; batch: fsync every fsyncIntervalMs. */
-    fsync: z.enum(['always', 'batch']).optional(),
-    fsyncIntervalMs: z.number().int().min(1).max(1000).optional(),
-  }).strict().optional(),
+    messagesPerRoom: z.number().int().min(1).optional().meta({ description: 'The newest messages kept per room.' }),
+    maxAgeSeconds: z.number().int().min(0).optional().meta({ description: 'Messages older than this are compacted away; 0: no age limit.' }),
+    bytesPerPartition: z.number().int().min(1024 * 1024).optional().meta({ description: 'Each partition\'s log is compacted to stay under this many bytes.' }),
+    fsync: z.enum(['always', 'batch']).optional()
+      .meta({ description: 'always: fsync before a commit is acknowledged; batch: fsync every fsyncIntervalMs.' }),
+    fsyncIntervalMs: z.number().int().min(1).max(1000).optional().meta({ description: 'How often batch mode fsyncs, in milliseconds.' }),
+  }).strict().optional()
+    .meta({ description: 'Room history: retention of the brokers\' replicated room logs, and when a write counts as durable.' }),
 }).strict();
 export type Topology = z.infer<typeof TopologySchema>;
 

@@ -48,12 +48,13 @@ async function connectRegistry(config: RoleConfig, log: Logger): Promise<Registr
       // In a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config.
       const kubeConfig = new KubeConfig();
       kubeConfig.loadFromDefault();
+      // No deadline: a pod waits for the API server rather than exit and be restarted while it is away.
       return KubernetesRegistry.connect({
         kubeConfig, namespace: config.namespace!, cluster: config.cluster!,
         ...(config.podName ? { leaseName: config.podName } : {}),
         ...(config.podName && config.podUid ? { pod: { name: config.podName, uid: config.podUid } } : {}),
         onWarning: (message) => log.warn(message),
-      });
+      }, null);
     }
   }
 }
@@ -61,16 +62,21 @@ async function connectRegistry(config: RoleConfig, log: Logger): Promise<Registr
 export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => Promise<RoleInstance>): Promise<void> {
   const memberId = memberIdFor(config);
   const log = createLogger(config.role, { member: memberId });
+  // Health first: the kubelet's probes answer while the registry connects and
+  // the role loads its state, so a slow start is never taken for a dead process.
+  let instance: RoleInstance | undefined;
+  const health = await serveHealth(config.host, config.httpPort, () => instance?.isReady() ?? false);
+  log.info({ http: health.address }, 'serving health');
   const registry = await connectRegistry(config, log);
   // Only gateways make message ids; the other roles' ordinals are informational.
-  const ordinal = config.ordinal ?? (config.role === 'gateway' ? await claimOrdinal(registry, config.role, memberId, log) : 0);
+  // In a pod, the ordinal is held by the pod's name, so a restarted container takes its own back.
+  const ordinal = config.ordinal ?? (config.role === 'gateway' ? await claimOrdinal(registry, config.role, config.podName ?? memberId, log) : 0);
   const ctx: RoleContext = {
     config, memberId, log, registry, ordinal,
     self: { memberId, role: config.role },
     advertiseHost: config.advertiseHost ?? config.host,
   };
-  const instance = await start(ctx);
-  const health = await serveHealth(config.host, config.httpPort, () => instance.isReady());
+  instance = await start(ctx);
   const epochOf = (topology: Topology) => servedEpoch(topology, config.role, config.partition);
   const initialEpoch = epochOf(registry.topology());
   const base: Member = {
@@ -98,7 +104,7 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
   // Ready is published when the role says so, and withdrawn if it stops being so.
   let published = { ready: false, leader: undefined as boolean | undefined };
   const readiness = setInterval(() => {
-    const current = { ready: instance.isReady(), leader: instance.advertise?.().leader };
+    const current = { ready: instance!.isReady(), leader: instance!.advertise?.().leader };
     if (current.ready !== published.ready || current.leader !== published.leader) {
       if (current.ready !== published.ready) log.info({ ready: current.ready, address: base.address, http: health.address }, current.ready ? 'ready' : 'not ready');
       published = current;
@@ -113,7 +119,7 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
     log.info({ reason }, 'stopping');
     clearInterval(readiness);
     await registration.close().catch(() => undefined);
-    await instance.stop();
+    await instance!.stop();
     await health.close();
     await registry.close();
     process.exit(0);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { ClusterSpecSchema, type GroupChatCluster } from '../../../operator/api/v1alpha1.js';
 import { desiredObjects } from '../../../operator/builders/desired.js';
-import { clusterStateFrom, topologyConfigMap } from '../../../operator/builders/topology.js';
+import { clusterStateFromLegacyConfigMap, clusterStateFromStatus, stateStatus, topologyConfigMap } from '../../../operator/builders/topology.js';
 import { step } from '../../../operator/scaling/doubling.js';
 
 function cluster(file: string, name?: string): GroupChatCluster {
@@ -91,9 +91,22 @@ test('limits reach the topology', () => {
   expect(state.topology.limits).toEqual({ userMessagesPerSecond: 5, userBurst: 20, roomMessagesPerSecond: 200, roomBurst: 400 });
 });
 
-test('the topology ConfigMap reads back as the state it was written from', () => {
+test('the status records the state and reads back as it; the ConfigMap is only its topology', () => {
   const cr = cluster('examples/small.yaml');
   const { state } = step({ spec: cr.spec, state: undefined, members: [] });
-  expect(clusterStateFrom(topologyConfigMap(cr, state))).toEqual(state);
-  expect(() => clusterStateFrom({ data: { 'topology.json': '{"epoch":-1}' } })).toThrow();
+  const status = JSON.parse(JSON.stringify(stateStatus(state)));
+  expect(clusterStateFromStatus(status)).toEqual(state);
+  expect(clusterStateFromStatus(undefined)).toBeUndefined();
+  expect(() => clusterStateFromStatus({ ...status, acceptedSpec: { image: '' } })).toThrow(/status.acceptedSpec is not a valid spec: image/);
+  const configMap = topologyConfigMap(cr, state);
+  expect(Object.keys(configMap.data!)).toEqual(['topology.json']);
+  expect(JSON.parse(configMap.data!['topology.json']!)).toEqual(state.topology);
+});
+
+test('a ConfigMap an older operator wrote (topology and accepted spec) reads back as its state', () => {
+  const cr = cluster('examples/small.yaml');
+  const { state } = step({ spec: cr.spec, state: undefined, members: [] });
+  const legacy = { data: { ...topologyConfigMap(cr, state).data, 'accepted-spec.json': JSON.stringify(state.accepted) } };
+  expect(clusterStateFromLegacyConfigMap(legacy)).toEqual(state);
+  expect(() => clusterStateFromLegacyConfigMap({ data: { 'topology.json': '{"epoch":-1}' } })).toThrow();
 });
