@@ -84,6 +84,8 @@ export class Sequencer {
   }
 
   publish(publish: Publish, ack: Ack): void {
+    // A change of leadership or lease since the last look takes effect before anything is numbered.
+    this.checkReady();
     if (!this.deps.log.ready) {
       publishedBy.notLeader.count++;
       ack(this.deps.log.isLeader ? peer.PublishStatus.UNAVAILABLE : peer.PublishStatus.NOT_LEADER);
