@@ -100,11 +100,12 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
     const rows = await o.kv.range(key.entry(snapshot.index + 1), key.entry(Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER);
     const entries: Entry[] = [];
     for (const row of rows) {
-      const entry = decodeEntry(row.value);
       const expected = (entries.length ? entries[entries.length - 1]!.index : snapshot.index) + 1;
-      if (entry.index !== expected) {
-        // A hole means the files were damaged: serve nothing past it; the leader resends the rest.
-        o.log.error({ log: o.name, expected, found: entry.index }, 'log has a gap; ignoring every entry after it');
+      const entry = row.value.length >= 16 ? decodeEntry(row.value) : null;
+      if (entry?.index !== expected) {
+        // A hole or a damaged entry: serve nothing past it; the leader sends the rest again (a follower
+        // only acknowledges what it holds, and a leader's election needs a log as complete as a majority's).
+        o.log.error({ log: o.name, expected, found: entry?.index ?? `${row.value.length} bytes` }, 'room log damaged at this entry; ignoring it and every entry after it');
         break;
       }
       entries.push(entry);
