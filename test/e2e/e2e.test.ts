@@ -15,6 +15,7 @@ import { builtImage } from '../support/image.js';
 import { ChatTraffic, type TrafficReport } from './chat-traffic.js';
 import { startFullControlPlane, type FullControlPlane } from './control-plane.js';
 import { NodeAgent } from './node-agent.js';
+import { VolumeProvisioner } from './volume-provisioner.js';
 
 const NAMESPACE = 'chat';
 const CLUSTER = 'chat';
@@ -25,6 +26,7 @@ const ARTIFACTS = resolve('dist/e2e-artifacts');
 
 let cp: FullControlPlane;
 let agent: NodeAgent;
+let provisioner: VolumeProvisioner;
 let workDir: string;
 let traffic: ChatTraffic | undefined;
 let passed = false;
@@ -91,6 +93,8 @@ beforeAll(async () => {
     kubeConfig: cp.kubeConfig(), server: cp.server, caFile: join(cp.dir, 'certs', 'apiserver.crt'),
     name: 'e2e-node-1', workDir, images: [builtImage().archives.oci.file],
   });
+  provisioner = new VolumeProvisioner(cp.kubeConfig());
+  await provisioner.start();
 }, 180_000);
 
 afterAll(async () => {
@@ -103,6 +107,7 @@ afterAll(async () => {
     for (const file of readdirSync(cp.dir).filter((f) => f.endsWith('.log'))) cpSync(join(cp.dir, file), join(ARTIFACTS, file));
     process.stderr.write(`e2e: logs kept in ${ARTIFACTS}\n`);
   }
+  await provisioner?.stop();
   await agent?.stop();
   await cp?.stop();
   rmSync(workDir, { recursive: true, force: true });

@@ -160,6 +160,28 @@ describe('durable rooms', () => {
     await watcher.client.close();
   });
 
+  test('bad history requests get clear errors and change nothing', async () => {
+    const roomId = 707;
+    const { acked } = await publish(roomId, 5, 1, async () => undefined, 80);
+    const reader = await member(1, 9401, 708);
+    await expect(reader.client.history(roomId, 0, 5000)).rejects.toThrow(/INVALID_ARGUMENT: limit must be at most 1000/);
+    await expect(reader.client.history(0, 0, 10)).rejects.toThrow(/INVALID_ARGUMENT/);
+    await expect(reader.client.roomHeads([])).rejects.toThrow(/INVALID_ARGUMENT/);
+    await expect(reader.client.roomHeads(Array.from({ length: 1001 }, (_, i) => i + 1))).rejects.toThrow(/INVALID_ARGUMENT/);
+    // A position the room never gave out: joined, and told so.
+    const confused = await ChatClient.connect(cluster.ready.gateways[0]!);
+    await confused.login(9402);
+    await expect(confused.join(roomId, { sequencerId: 1, roomSeq: 999 })).rejects.toThrow(/INVALID_ARGUMENT: joined; resume_after_seq 999 is beyond the room's head 5/);
+    await confused.close();
+    // A room nobody ever wrote to is simply empty.
+    const empty = await reader.client.history(4242, 0, 10);
+    expect({ messages: empty.messages.length, head: toNumber(empty.headSeq), complete: empty.complete }).toEqual({ messages: 0, head: 0, complete: true });
+    // And the room is as it was.
+    const page = await reader.client.history(roomId, 0, 10);
+    expect(new Set(page.messages.map((d) => messageIdKey(d.messageId)))).toEqual(new Set(acked));
+    await reader.client.close();
+  });
+
   // Last: compaction by bytes is partition-wide and removes the other rooms' old history too.
   test('retention: a room keeps its newest messages; the log is compacted to its byte budget; a Join from before gets HISTORY_INCOMPLETE and what is kept', async () => {
     const roomId = 404;

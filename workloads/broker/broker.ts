@@ -83,7 +83,11 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
   await rooms.load();
 
   const replicaOf = (m: Member) => (m.role === 'broker' && m.partition === partition ? m.replica : -1);
-  const replicas = registry.topology().roles.broker.replicas;
+  // The voters of the partition's log: its replicas in the layout being moved to when a doubling is
+  // under way (a new partition's pods start then), else in the current one. A change of the replica
+  // count reaches a replica's log when it restarts (there is no joint consensus yet; docs/decisions.md).
+  const topologyAtStart = registry.topology();
+  const replicas = Math.max(topologyAtStart.roles.broker.replicas, topologyAtStart.next?.roles.broker.replicas ?? 0, config.replica + 1);
   const roomLog = await ReplicatedLog.open({
     name: 'rooms', self, voters: Array.from({ length: replicas }, (_, r) => voterId(partition, r)), kv, dataDir,
     stateMachine: rooms, log, fsync: fsyncOf(registry.topology()),
