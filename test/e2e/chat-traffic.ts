@@ -6,7 +6,7 @@
 // message id (the SDK's idempotent retry) until it is acked or its deadline
 // passes. Every loop is bounded in messages and in time.
 import { Snowflake } from '../../workloads/ids/snowflake.js';
-import type { Delivery, Long } from '../../workloads/protocol/index.js';
+import { toNumber, type Delivery, type Long } from '../../workloads/protocol/index.js';
 import { ChatClient } from '../../workloads/sdk/chat-client.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
 
@@ -32,6 +32,8 @@ interface UserState {
   rooms: number[];
   /** room → message numbers in arrival order */
   received: Map<number, number[]>;
+  /** room → room_seq of each delivery, in arrival order */
+  seqs: Map<number, number[]>;
 }
 
 export interface TrafficReport {
@@ -42,6 +44,8 @@ export interface TrafficReport {
   lost: number;
   duplicated: number;
   reordered: number;
+  /** Deliveries whose room_seq is not one more than the one before in the room (a gap, or numbering that restarted). */
+  seqBreaks: number;
   /** Copies the SDK dropped by message id (retries and redundant paths), for information. */
   sdkDeduplicated: number;
   retries: number;
@@ -89,13 +93,16 @@ export class ChatTraffic {
       await client.login(id, `user-${id}`);
       // Consecutive rooms from a per-user offset: every room gets several members.
       const rooms = Array.from({ length: this.o.roomsPerUser }, (_, k) => ROOM_BASE + ((i + k * 5) % this.o.rooms));
-      const user: UserState = { id, client, gateway, rooms: [...new Set(rooms)], received: new Map() };
+      const user: UserState = { id, client, gateway, rooms: [...new Set(rooms)], received: new Map(), seqs: new Map() };
       client.on('message', (d: Delivery) => {
         const decoded = decodePayload(d.payload);
         if (!decoded || decoded.room !== d.roomId) { this.errors.push(`user ${id}: unexpected delivery in room ${d.roomId}`); return; }
         let list = user.received.get(d.roomId);
         if (!list) user.received.set(d.roomId, (list = []));
         list.push(decoded.n);
+        let seqs = user.seqs.get(d.roomId);
+        if (!seqs) user.seqs.set(d.roomId, (seqs = []));
+        seqs.push(toNumber(d.roomSeq));
       });
       client.on('close', (code, reason) => { if (!this.stopping) this.errors.push(`user ${id} disconnected from ${gateway}: ${code} ${reason}`); });
       for (const room of user.rooms) {
@@ -185,8 +192,11 @@ export class ChatTraffic {
     let lost = 0;
     let duplicated = 0;
     let reordered = 0;
+    let seqBreaks = 0;
     for (const user of this.users) {
       for (const room of user.rooms) {
+        const seqs = user.seqs.get(room) ?? [];
+        for (let i = 1; i < seqs.length; i++) if (seqs[i] !== seqs[i - 1]! + 1) seqBreaks++;
         const got = user.received.get(room) ?? [];
         const unique = new Set(got);
         duplicated += got.length - unique.size;
@@ -202,7 +212,7 @@ export class ChatTraffic {
     }
     return {
       sent: this.sent, failed: this.failed, expected: this.expected, delivered: this.delivered,
-      lost, duplicated, reordered, retries: this.retries,
+      lost, duplicated, reordered, seqBreaks, retries: this.retries,
       sdkDeduplicated: this.users.reduce((n, u) => n + u.client.duplicatesDropped, 0),
       durationMs: (this.stoppedAt || Date.now()) - this.startedAt,
     };
