@@ -1,6 +1,7 @@
 // Builds dist/: generates the protocol code from the .proto files (the single
-// source of the wire types) when they changed, compiles TypeScript, and copies
-// the assets tsc does not handle (generated JS, the chat page).
+// source of the wire types) when they changed, builds the client package
+// (clients/js), compiles TypeScript, and copies the assets tsc does not handle
+// (generated JS, the chat page and the client's browser bundle it loads).
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,7 +42,13 @@ if (!existsSync(stamp) || statSync(stamp).mtimeMs < newest) {
   renameSync(staging, generated);
 }
 
+// The client package first: the repository compiles its source too (workloads/sdk/chat-client.ts
+// re-exports it), which needs its generated protocol code, and the chat page serves its browser bundle.
+run(process.execPath, ['clients/js/build.mjs']);
+
 run(bin('tsc'), ['-p', 'tsconfig.json']);
 
 cpSync(generated, join('dist', generated), { recursive: true });
+cpSync('clients/js/generated', 'dist/clients/js/generated', { recursive: true });
 cpSync('workloads/web/public', 'dist/workloads/web/public', { recursive: true });
+for (const file of ['browser.js', 'browser.js.map']) cpSync(join('clients/js/dist', file), join('dist/workloads/web/public/client', file));

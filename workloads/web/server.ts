@@ -1,6 +1,8 @@
-// Serves the chat page of a local cluster: the static page, the protobuf
-// runtime (with long.js for exact 64-bit ids) and the client protocol
-// descriptor it decodes with, and /config.json naming the gateways to connect to.
+// Serves the chat page of a local cluster: the static page, the client
+// package's browser bundle it runs on (@groupchat/client, copied beside it by
+// the build), /config.json naming the gateways to connect to, and for clients
+// written without the package the protobuf runtime (with long.js for exact
+// 64-bit ids) and the client protocol descriptor (docs/protocol.md §1).
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +17,8 @@ const FILES: Record<string, string> = {
   '/': join(here, 'public', 'index.html'),
   '/app.js': join(here, 'public', 'app.js'),
   '/style.css': join(here, 'public', 'style.css'),
+  '/client/browser.js': join(here, 'public', 'client', 'browser.js'),
+  '/client/browser.js.map': join(here, 'public', 'client', 'browser.js.map'),
   '/vendor/protobuf.min.js': join(dirname(require.resolve('protobufjs/package.json')), 'dist', 'light', 'protobuf.min.js'),
   // Loaded before protobufjs, which then decodes fixed64 message ids as exact 64-bit Longs.
   '/vendor/long.js': require.resolve('long'),
@@ -23,7 +27,7 @@ const FILES: Record<string, string> = {
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8', '.json': 'application/json',
+  '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.map': 'application/json',
 };
 
 export interface WebServer {
