@@ -20,6 +20,7 @@ const PUMP_RETRY_MS = 500;
 
 const directs = new Counter({ name: 'groupchat_relay_direct_total', help: 'One-to-one messages', labelNames: ['result'], registers: [metrics] });
 const pushed = new Counter({ name: 'groupchat_relay_inbox_pushed_total', help: 'Inbox items pushed to gateways', registers: [metrics] });
+const missingPayloads = new Counter({ name: 'groupchat_relay_missing_payload_total', help: 'Inbox entries whose payload Xiu did not return (not delivered; retried)', registers: [metrics] });
 
 type DirectSend = Extract<PeerFrame, { body: 'directSend' }>['directSend'];
 type InboxAck = Extract<PeerFrame, { body: 'inboxAck' }>['inboxAck'];
@@ -72,15 +73,26 @@ export async function startRelay(ctx: RoleContext): Promise<RoleInstance> {
           for (const [p, ids] of byPartition) {
             for (const m of (await xiu.call(p, { xiuGet: { msgIds: ids } })).messages) payloads.set(m.msgId.toString(), m);
           }
-          const items = range.entries.map((e) => {
+          // Never deliver what was not stored: the items up to the first entry whose payload is missing
+          // go out; that one and what follows wait for a retry, and the position stays before it.
+          const items = [];
+          let missing: (typeof range.entries)[number] | undefined;
+          for (const e of range.entries) {
             const m = payloads.get(e.msgId.toString());
-            return { position: e.position, msgId: e.msgId, senderId: m?.senderId ?? 0, payload: m?.payload ?? new Uint8Array(), sentAtMs: m?.sentAtMs ?? 0 };
-          });
-          if (!gateways.get(gatewayId)?.link.send({ inboxPush: { userId, items } })) {
-            if (gateways.get(gatewayId)?.link.closed !== false) return;
+            if (!m) { missing = e; break; }
+            items.push({ position: e.position, msgId: e.msgId, senderId: m.senderId, payload: m.payload, sentAtMs: m.sentAtMs });
           }
-          pushed.inc(items.length);
-          pushedUpTo.set(key, toNumber(range.entries[range.entries.length - 1]!.position));
+          if (items.length > 0) {
+            if (!gateways.get(gatewayId)?.link.send({ inboxPush: { userId, items } })) {
+              if (gateways.get(gatewayId)?.link.closed !== false) return;
+            }
+            pushed.inc(items.length);
+            pushedUpTo.set(key, toNumber(items[items.length - 1]!.position));
+          }
+          if (missing) {
+            missingPayloads.inc();
+            throw new Error(`Xiu has no payload for message ${missing.msgId.toString()} at inbox position ${missing.position.toString()}; not delivered`);
+          }
         }
       } while (again.has(key));
     } catch (err) {
