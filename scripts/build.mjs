@@ -47,6 +47,8 @@ if (!existsSync(stamp) || statSync(stamp).mtimeMs < newest) {
 run(process.execPath, ['clients/js/build.mjs']);
 
 run(bin('tsc'), ['-p', 'tsconfig.json']);
+// Declarations for the package's entry (what `import … from 'groupchat'` gives a backend) and what it reaches.
+run(bin('tsc'), ['-p', 'tsconfig.entry.json']);
 
 cpSync(generated, join('dist', generated), { recursive: true });
 cpSync('clients/js/generated', 'dist/clients/js/generated', { recursive: true });

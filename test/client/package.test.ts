@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { workerIdFor } from '../../workloads/ids/snowflake.js';
+import { CLIENT_PROTOCOL_VERSION } from '../../workloads/protocol/index.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
 import type * as ClientPackage from '../../clients/js/src/node.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
@@ -88,7 +89,7 @@ describe('@groupchat/client installed from its tarball', () => {
     const { stdout } = await run(process.execPath, ['use.mjs', JSON.stringify(cluster.ready.gateways)], { cwd: app.dir, timeout: 90_000 });
     const result = JSON.parse(stdout) as Record<string, unknown>;
     expect(result).toEqual({
-      protocol: 1,
+      protocol: CLIENT_PROTOCOL_VERSION, // the package speaks the gateways' version
       got: [{ text: 'hello bob', seq: 1, sender: 5101 }, { text: 'second', seq: 2, sender: 5101 }],
       inbox: ['psst'], inboxPosition: 1,
       history: ['hello bob', 'second'],

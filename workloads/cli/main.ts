@@ -2,11 +2,13 @@
 // The `groupchat` command: `groupchat up` runs a whole local cluster;
 // `groupchat <role>` runs one role (what the workload image runs).
 import { Command, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { registerBenchCommand } from '../bench/command.js';
 import { loadKey, signLogin } from '../auth/tokens.js';
+import { CLIENT_PROTOCOL_VERSION, PEER_PROTOCOL_VERSION } from '../protocol/index.js';
 import { LocalCluster } from '../local-cluster/launcher.js';
 import { loadRoleConfig } from '../runtime/config.js';
 import { runRole, type RoleContext, type RoleInstance } from '../runtime/role-process.js';
@@ -32,9 +34,23 @@ function count(min: number, max: number) {
   };
 }
 
+/** The package's version: its package.json is three levels up from dist/workloads/cli, in a checkout, an install and the image. */
+const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 const program = new Command('groupchat')
   .description('Horizontally scalable group chat: run a local cluster, or one role of it')
-  .showHelpAfterError();
+  .version(`groupchat ${VERSION}`, '-V, --version', 'print the version')
+  .showHelpAfterError()
+  .addHelpText('after', `
+Each command has its own help: groupchat <command> --help.
+Documentation: README.md; docs/client.md (clients and backends), docs/protocol.md (the user protocol),
+docs/operator.md (Kubernetes).`);
+
+program.command('version')
+  .description('print the version of groupchat and of the protocols it speaks')
+  .action(() => {
+    process.stdout.write(`groupchat ${VERSION}\nuser protocol ${CLIENT_PROTOCOL_VERSION} (docs/protocol.md)\npeer protocol ${PEER_PROTOCOL_VERSION}\n`);
+  });
 
 program.command('up')
   .description('start the whole system locally as child processes; prints `ready <json>` once every role is ready')
@@ -128,16 +144,23 @@ program.command('token')
 for (const [role, load] of Object.entries(ROLE_STARTERS)) {
   program.command(role)
     .description(`run one ${role} process (configuration also from GROUPCHAT_* variables)`)
-    .option('--partition <n>', 'partition this process serves')
-    .option('--replica <n>', 'replica index within the partition')
-    .option('--ordinal <n>', 'process ordinal, for worker ids')
-    .option('--host <address>', 'address to listen on')
-    .option('--advertise-host <address>', 'address other members dial')
-    .option('--port <port>', 'peer TCP port (0: any)')
-    .option('--http-port <port>', 'metrics and health port (0: any)')
-    .option('--ws-port <port>', 'WebSocket port for users (gateway)')
-    .option('--data-dir <dir>', 'RocksDB folder (broker, pi, xiu)')
-    .option('--auth-key-file <file>', 'HS256 key file for login tokens (gateway)')
+    .option('--partition <n>', 'partition this process serves (GROUPCHAT_PARTITION; default 0)')
+    .option('--replica <n>', 'replica index within the partition (GROUPCHAT_REPLICA; default 0)')
+    .option('--ordinal <n>', 'process ordinal 0-127, for message worker ids (GROUPCHAT_ORDINAL; default 0)')
+    .option('--host <address>', 'address to listen on (GROUPCHAT_HOST; default 127.0.0.1)')
+    .option('--advertise-host <address>', 'address other members dial (GROUPCHAT_ADVERTISE_HOST; default: the host)')
+    .option('--port <port>', 'peer TCP port, 0: any (GROUPCHAT_PORT; default 0)')
+    .option('--http-port <port>', '/metrics, /healthz, /readyz port, 0: any (GROUPCHAT_HTTP_PORT; default 0)')
+    .option('--ws-port <port>', 'gateway: users\' WebSocket port, 0: any (GROUPCHAT_WS_PORT; default 0)')
+    .option('--data-dir <dir>', 'broker, pi, xiu: RocksDB folder (GROUPCHAT_DATA_DIR; default data/<role>-<partition>-<replica>)')
+    .option('--auth-key-file <file>', 'gateway: HS256 key file for login tokens (GROUPCHAT_AUTH_KEY_FILE; default: none, no tokens)')
+    .addHelpText('after', `
+Flags win over the environment. Also read from the environment:
+  GROUPCHAT_PEER_SECRET_FILE   secret every peer link must present (default: none)
+  GROUPCHAT_REGISTRY           ipc (a child of \`groupchat up\`, the default) or kubernetes
+  GROUPCHAT_CLUSTER, GROUPCHAT_NAMESPACE         the GroupChatCluster (kubernetes)
+  GROUPCHAT_POD_NAME, GROUPCHAT_POD_UID          the pod owning the member's Lease (kubernetes)
+  GROUPCHAT_LOG_LEVEL          pino log level (default info)`)
     .action(async (opts) => {
       try {
         await runRole(loadRoleConfig(role, opts), await load());

@@ -63,6 +63,13 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
 /** Bumped on any incompatible change to peer.proto. */
 export const PEER_PROTOCOL_VERSION = 1;
 
+/**
+ * Version of the user protocol (client.proto, docs/protocol.md): bumped on any
+ * incompatible change. The client package's PROTOCOL_VERSION states the one
+ * it speaks; test/client/package.test.ts holds the two equal.
+ */
+export const CLIENT_PROTOCOL_VERSION = 1;
+
 /** Message ids are 64-bit; JS sees them as Long. This key is exact, hashable and cheap. */
 export function messageIdKey(id: number | Long): string {
   const long = typeof id === 'number' ? Long.fromNumber(id, true) : id;
