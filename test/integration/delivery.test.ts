@@ -2,7 +2,7 @@
 // one room split into virtual rooms, 10,000 messages through the proxies.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { workerIdFor } from '../../workloads/ids/snowflake.js';
-import { messageIdKey } from '../../workloads/protocol/index.js';
+import { Long, messageIdKey } from '../../workloads/protocol/index.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
 import { metricValue } from '../support/metrics.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
@@ -98,6 +98,20 @@ describe('delivery through real processes', () => {
     }
     publisher.close();
     expect(missed).toBe(0);
+  });
+
+  test('a message id reused in another room is another message: every member of that room gets it', async () => {
+    // Rooms 7001 and 7002 sit in different partitions (2 partitions); each has members on both gateways.
+    const sender = await connectUser(cluster.ready.gateways[0]!, 9101, [7001, 7002]);
+    const others = [await connectUser(cluster.ready.gateways[0]!, 9102, [7001, 7002]), await connectUser(cluster.ready.gateways[1]!, 9103, [7001, 7002])];
+    const id = Long.fromString('123456789012345', true);
+    await sender.client.send(7001, Buffer.from('first'), id);
+    await sender.client.send(7002, Buffer.from('second'), id);
+    for (const user of [sender, ...others]) {
+      await eventually(() => (user.received.get(7002)?.length ?? 0) === 1 && (user.received.get(7001)?.length ?? 0) === 1,
+        `user ${user.id} to get the id once in each room`);
+    }
+    for (const user of [sender, ...others]) await user.client.close();
   });
 
   test('each gateway exports the synthetic user\'s publish-to-delivery latency', async () => {

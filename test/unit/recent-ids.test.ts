@@ -5,8 +5,8 @@ import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
 import { RecentIds } from '../../workloads/collections/recent-ids.js';
 
-type Key = [number, number, number];
-const keyArb = fc.tuple(fc.nat(3), fc.nat(3), fc.nat(40)).map(([a, b, c]): Key => [a, b * 0x10000000 + 7, c]);
+type Key = [number, number, number, number];
+const keyArb = fc.tuple(fc.nat(2), fc.nat(3), fc.nat(3), fc.nat(40)).map(([r, a, b, c]): Key => [r, a, b * 0x10000000 + 7, c]);
 const opArb = fc.oneof(
   fc.record({ op: fc.constant('set' as const), key: keyArb, value: fc.nat(1000) }),
   fc.record({ op: fc.constant('get' as const), key: keyArb }),
@@ -29,19 +29,20 @@ describe('RecentIds', () => {
         expect(table.size).toBe(model.size);
       }
       for (const [id, value] of model) {
-        const [a, b, c] = id.split('/').map(Number) as Key;
-        expect(table.get(a, b, c)).toBe(value);
+        const [r, a, b, c] = id.split('/').map(Number) as Key;
+        expect(table.get(r, a, b, c)).toBe(value);
       }
     }), { numRuns: 2000 });
   });
 
   test('holds 32-bit words exactly, including the top bit', () => {
     const table = new RecentIds<string>(4);
-    table.set(0xffffffff, 0x80000000, 0xfffffffe, 'top');
-    table.set(-1, -2147483648, -2, 'same words, signed');
+    table.set(0xfffffff0, 0xffffffff, 0x80000000, 0xfffffffe, 'top');
+    table.set(-16, -1, -2147483648, -2, 'same words, signed');
     expect(table.size).toBe(1);
-    expect(table.get(0xffffffff, 0x80000000, 0xfffffffe)).toBe('same words, signed');
-    expect(table.get(0xffffffff, 0x80000000, 0xffffffff)).toBeUndefined();
+    expect(table.get(0xfffffff0, 0xffffffff, 0x80000000, 0xfffffffe)).toBe('same words, signed');
+    expect(table.get(0xfffffff0, 0xffffffff, 0x80000000, 0xffffffff)).toBeUndefined();
+    expect(table.get(0xfffffff1, 0xffffffff, 0x80000000, 0xfffffffe)).toBeUndefined(); // another room
   });
 
   test('refuses a capacity that is not a positive integer', () => {

@@ -96,7 +96,7 @@ export class Sequencer {
       return;
     }
     const { senderId, messageId } = publish;
-    const seen = this.known.get(senderId, messageId.high, messageId.low);
+    const seen = this.known.get(publish.roomId, senderId, messageId.high, messageId.low);
     if (seen && seen.phase !== 'lost') {
       // A retry or a redundant copy: never numbered twice; acked once it is everywhere.
       publishedBy.duplicate.count++;
@@ -118,7 +118,7 @@ export class Sequencer {
       payload: publish.payload, sentAtMs: publish.sentAtMs, vroomMask: ALL_VROOMS, priority: publish.priority,
     };
     const known: Known = { phase: 'proposed', waiters: [ack], delivery };
-    this.known.set(senderId, messageId.high, messageId.low, known);
+    this.known.set(publish.roomId, senderId, messageId.high, messageId.low, known);
     this.turn.push({ delivery, encoded: peer.RoomDelivery.encode(delivery).finish(), known });
     if (!this.turnScheduled) {
       this.turnScheduled = true;
@@ -154,10 +154,10 @@ export class Sequencer {
       }
       // Another leader's entry (or one of ours from before a restart): learn its ids.
       for (const delivery of decodeBatch(entry.data).messages) {
-        let known = this.known.get(delivery.senderId, delivery.messageId.high, delivery.messageId.low);
+        let known = this.known.get(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low);
         if (!known || known.phase === 'proposed' || known.phase === 'lost') {
           known = { phase: 'applied', waiters: known?.waiters ?? [], delivery };
-          this.known.set(delivery.senderId, delivery.messageId.high, delivery.messageId.low, known);
+          this.known.set(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low, known);
         }
         if (leader) this.fanoutFromHere(known);
       }
@@ -183,9 +183,9 @@ export class Sequencer {
       const batch: Proposed[] = [];
       for (const delivery of decodeBatch(entry.data).messages) {
         this.assigned.set(delivery.roomId, Math.max(this.assigned.get(delivery.roomId) ?? 0, delivery.roomSeq.toNumber()));
-        const earlier = this.known.get(delivery.senderId, delivery.messageId.high, delivery.messageId.low);
+        const earlier = this.known.get(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low);
         const known: Known = { phase: 'proposed', waiters: earlier?.waiters ?? [], delivery };
-        this.known.set(delivery.senderId, delivery.messageId.high, delivery.messageId.low, known);
+        this.known.set(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low, known);
         batch.push({ delivery, encoded: peer.RoomDelivery.encode(delivery).finish(), known });
       }
       this.proposed.set(index, { term: entry.term, batch });
@@ -195,7 +195,7 @@ export class Sequencer {
       const entry = this.deps.log.entryAt(index);
       if (!entry) continue;
       for (const delivery of decodeBatch(entry.data).messages) {
-        const known = this.known.get(delivery.senderId, delivery.messageId.high, delivery.messageId.low);
+        const known = this.known.get(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low);
         if (known?.phase === 'applied') this.fanoutFromHere(known);
       }
     }

@@ -1,17 +1,21 @@
 // The duplicate filters of the hot path (broker: publishes, gateway:
-// deliveries) remember the most recent message ids. A string key and an LRU
+// deliveries) remember the most recent messages. A string key and an LRU
 // entry per message cost more than the rest of the broker's work per publish;
-// this table keys by the id's three 32-bit words in typed arrays (linear
-// probing, backward-shift deletion) and forgets the oldest id first, so its
-// memory is fixed and a lookup allocates nothing.
+// this table keys by four 32-bit words (room, sender, id high, id low) in
+// typed arrays (linear probing, backward-shift deletion) and forgets the
+// oldest key first, so its memory is fixed and a lookup allocates nothing.
+// The room is part of the key: a message id is unique per sender and room
+// (docs/protocol.md §5), so an id reused in another room is another message.
+
+const WORDS = 4;
 
 export class RecentIds<V> {
   private readonly slotMask: number;
-  /** Three words per slot: sender, id high, id low. */
+  /** Four words per slot: room, sender, id high, id low. */
   private readonly keys: Uint32Array;
   private readonly used: Uint8Array;
   private readonly values: Array<V | undefined>;
-  /** Insertion order, three words per entry: the oldest is evicted first. */
+  /** Insertion order, four words per entry: the oldest is evicted first. */
   private readonly order: Uint32Array;
   private oldest = 0;
   private count = 0;
@@ -21,66 +25,69 @@ export class RecentIds<V> {
     let slots = 2;
     while (slots < capacity * 2) slots *= 2;
     this.slotMask = slots - 1;
-    this.keys = new Uint32Array(slots * 3);
+    this.keys = new Uint32Array(slots * WORDS);
     this.used = new Uint8Array(slots);
     this.values = new Array<V | undefined>(slots).fill(undefined);
-    this.order = new Uint32Array(capacity * 3);
+    this.order = new Uint32Array(capacity * WORDS);
   }
 
   get size(): number {
     return this.count;
   }
 
-  get(sender: number, high: number, low: number): V | undefined {
-    const slot = this.find(sender >>> 0, high >>> 0, low >>> 0);
+  get(room: number, sender: number, high: number, low: number): V | undefined {
+    const slot = this.find(room >>> 0, sender >>> 0, high >>> 0, low >>> 0);
     return slot >= 0 ? this.values[slot] : undefined;
   }
 
-  set(sender: number, high: number, low: number, value: V): void {
-    const a = sender >>> 0, b = high >>> 0, c = low >>> 0;
-    let slot = this.find(a, b, c);
+  set(room: number, sender: number, high: number, low: number, value: V): void {
+    const r = room >>> 0, a = sender >>> 0, b = high >>> 0, c = low >>> 0;
+    let slot = this.find(r, a, b, c);
     if (slot >= 0) {
       this.values[slot] = value;
       return;
     }
     if (this.count === this.capacity) {
       this.evictOldest();
-      slot = this.find(a, b, c);
+      slot = this.find(r, a, b, c);
     }
     const free = ~slot;
-    this.keys[free * 3] = a;
-    this.keys[free * 3 + 1] = b;
-    this.keys[free * 3 + 2] = c;
+    this.write(this.keys, free * WORDS, r, a, b, c);
     this.used[free] = 1;
     this.values[free] = value;
-    const at = ((this.oldest + this.count) % this.capacity) * 3;
-    this.order[at] = a;
-    this.order[at + 1] = b;
-    this.order[at + 2] = c;
+    this.write(this.order, ((this.oldest + this.count) % this.capacity) * WORDS, r, a, b, c);
     this.count++;
   }
 
-  private home(a: number, b: number, c: number): number {
-    let h = Math.imul(c ^ Math.imul(b, 0x9e3779b1) ^ Math.imul(a, 0x85ebca6b), 0xc2b2ae35);
+  private write(into: Uint32Array, at: number, r: number, a: number, b: number, c: number): void {
+    into[at] = r;
+    into[at + 1] = a;
+    into[at + 2] = b;
+    into[at + 3] = c;
+  }
+
+  private home(r: number, a: number, b: number, c: number): number {
+    let h = Math.imul(c ^ Math.imul(b, 0x9e3779b1) ^ Math.imul(a, 0x85ebca6b) ^ Math.imul(r, 0x27d4eb2f), 0xc2b2ae35);
     h ^= h >>> 15;
     return h & this.slotMask;
   }
 
   /** The key's slot, or the bitwise complement of the free slot where it would go. */
-  private find(a: number, b: number, c: number): number {
+  private find(r: number, a: number, b: number, c: number): number {
     const keys = this.keys;
-    let slot = this.home(a, b, c);
+    let slot = this.home(r, a, b, c);
     while (this.used[slot] === 1) {
-      const k = slot * 3;
-      if (keys[k + 2] === c && keys[k + 1] === b && keys[k] === a) return slot;
+      const k = slot * WORDS;
+      if (keys[k + 3] === c && keys[k + 2] === b && keys[k + 1] === a && keys[k] === r) return slot;
       slot = (slot + 1) & this.slotMask;
     }
     return ~slot;
   }
 
   private evictOldest(): void {
-    const at = this.oldest * 3;
-    const slot = this.find(this.order[at]!, this.order[at + 1]!, this.order[at + 2]!);
+    const at = this.oldest * WORDS;
+    const o = this.order;
+    const slot = this.find(o[at]!, o[at + 1]!, o[at + 2]!, o[at + 3]!);
     this.oldest = (this.oldest + 1) % this.capacity;
     this.count--;
     if (slot >= 0) this.remove(slot);
@@ -94,14 +101,12 @@ export class RecentIds<V> {
     for (;;) {
       next = (next + 1) & this.slotMask;
       if (this.used[next] !== 1) break;
-      const k = next * 3;
-      const home = this.home(keys[k]!, keys[k + 1]!, keys[k + 2]!);
+      const k = next * WORDS;
+      const home = this.home(keys[k]!, keys[k + 1]!, keys[k + 2]!, keys[k + 3]!);
       // Move the entry into the hole unless its home lies cyclically in (hole, next].
       const stays = hole <= next ? home > hole && home <= next : home > hole || home <= next;
       if (stays) continue;
-      keys[hole * 3] = keys[k]!;
-      keys[hole * 3 + 1] = keys[k + 1]!;
-      keys[hole * 3 + 2] = keys[k + 2]!;
+      this.write(keys, hole * WORDS, keys[k]!, keys[k + 1]!, keys[k + 2]!, keys[k + 3]!);
       this.values[hole] = this.values[next];
       hole = next;
     }

@@ -172,10 +172,10 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   const deliver = (delivery: RoomDelivery) => {
     const { senderId, messageId } = delivery;
     const mask = Long.fromBits(delivery.vroomMask.low, delivery.vroomMask.high, true);
-    const before = seen.get(senderId, messageId.high, messageId.low);
+    const before = seen.get(delivery.roomId, senderId, messageId.high, messageId.low);
     const fresh = before ? maskWithout(mask, before) : mask;
     if (maskIsEmpty(fresh)) { duplicates.count++; return; }
-    seen.set(senderId, messageId.high, messageId.low,
+    seen.set(delivery.roomId, senderId, messageId.high, messageId.low,
       before ? Long.fromBits((before.low | fresh.low) >>> 0, (before.high | fresh.high) >>> 0, true) : fresh);
     if (probe.observe(delivery)) return;
     const members = rooms.sessions(delivery.roomId);
