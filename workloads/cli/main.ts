@@ -53,7 +53,7 @@ program.command('version')
   });
 
 program.command('up')
-  .description('start the whole system locally as child processes; prints `ready <json>` once every role is ready')
+  .description('start the whole system locally as child processes; prints `ready <json>` once every role is ready; SIGUSR2 doubles the broker partitions as the operator would (prints `doubled <json>`)')
   .option('--partitions <n>', 'broker partitions', count(1, 64), 2)
   .option('--replicas <n>', 'replicas per broker partition (a majority must be up to commit: 3 survive one failure)', count(1, 8), 3)
   .option('--proxies <n>', 'proxy processes', count(1, 16), 2)
