@@ -99,6 +99,12 @@ export interface ConnectOptions {
   /** Send a Ping this often and drop a connection whose Pong has not come by the next one (0: never). Default 0. */
   keepAliveMs?: number;
   /** With `reconnect`: times a send() or direct() is resent (same id) after CLOSED or UNAVAILABLE. Default 3. */
+  /**
+   * A jump in a room's room_seq not filled within this long is fetched by
+   * resuming the room (a backend's critical message overtakes others for a
+   * moment; they follow). Default 1000.
+   */
+  gapWaitMs?: number;
   retries?: number;
   /** Stops the first connection's attempts (with `reconnect` they go on until it connects). */
   signal?: AbortSignal;
@@ -155,8 +161,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** What a reconnection replays: the accepted login and the rooms joined since. */
   private credentials: { userId: number; displayName: string; token: string } | null = null;
   private readonly joined = new Set<number>();
-  /** Rooms being resumed after a gap, so one gap starts one resume. */
-  private readonly recovering = new Set<number>();
+  /** Per room: the room_seq up to which nothing is missing, what arrived above it, and the wait before fetching the hole. */
+  private readonly sequence = new Map<number, { contiguous: number; above: Set<number>; timer?: ReturnType<typeof setTimeout> }>();
+  /** Rooms with a resuming Join in flight: the repeats it brings are expected, not counted as duplicates. */
+  private readonly resuming = new Set<number>();
   /** Logged in (if ever asked to) and every room resumed: requests go out now. */
   private ready = false;
   private closing = false;
@@ -208,19 +216,37 @@ export class ChatClient extends Emitter<ChatClientEvents> {
    */
   async join(roomId: number, resumeFrom?: RoomPosition | number): Promise<void> {
     const after = typeof resumeFrom === 'number' ? resumeFrom : resumeFrom?.roomSeq;
+    if (after === undefined) {
+      this.forget(roomId);
+    } else {
+      this.resuming.add(roomId);
+      if (!this.sequence.has(roomId)) this.sequence.set(roomId, { contiguous: after, above: new Set() });
+    }
     try {
       await this.request({ join: { roomId, ...(after !== undefined ? { resumeAfterSeq: after, resumeSequencerId: 1 } : {}) } });
     } catch (err) {
-      if (err instanceof ChatError && err.code === 'HISTORY_INCOMPLETE') this.joined.add(roomId);
+      if (err instanceof ChatError && err.code === 'HISTORY_INCOMPLETE') {
+        this.joined.add(roomId);
+        this.acceptLoss(roomId);
+      }
       throw err;
+    } finally {
+      if (after !== undefined) this.resuming.delete(roomId);
     }
     this.joined.add(roomId);
+    // With reconnect, a room whose messages this client has not seen yet must still resume from somewhere:
+    // from where the room stood at the join (a delivery that comes first sets it instead).
+    if (after === undefined && this.options.reconnect) {
+      this.roomHeads([roomId]).then(([head]) => {
+        if (head && this.joined.has(roomId) && !this.sequence.has(roomId)) this.sequence.set(roomId, { contiguous: toNumber(head.headSeq), above: new Set() });
+      }, () => undefined); // CLOSED: the replay rejoins without a position, as it would have
+    }
   }
 
   async leave(roomId: number): Promise<void> {
     await this.request({ leave: { roomId } });
     this.joined.delete(roomId);
-    this.positions.delete(roomId);
+    this.forget(roomId);
   }
 
   /**
@@ -289,6 +315,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.closing = true;
     this.ready = false;
     this.wake?.();
+    for (const state of this.sequence.values()) clearTimeout(state.timer);
     const ws = this.live;
     if (!ws) {
       this.end(1000, 'closed by the client');
@@ -434,7 +461,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     await this.request({ login: { userId, displayName, token } });
     for (const roomId of this.joined) {
       try {
-        await this.join(roomId, this.positions.get(roomId) ?? 0);
+        await this.join(roomId, this.sequence.get(roomId)?.contiguous);
       } catch (err) {
         if (!(err instanceof ChatError) || err.code !== 'HISTORY_INCOMPLETE') throw err;
         this.emit('incomplete', roomId); // joined; what was missed is only partly kept
@@ -525,7 +552,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   private onDelivery(delivery: Delivery): void {
     const key = `${delivery.roomId}/${delivery.senderId}/${delivery.messageId.high >>> 0}.${delivery.messageId.low >>> 0}`;
-    if (this.seen.has(key)) { this.duplicatesDropped++; return; }
+    if (this.seen.has(key)) {
+      if (!this.resuming.has(delivery.roomId)) this.duplicatesDropped++;
+      return;
+    }
     this.seen.add(key);
     if (this.seen.size > DEDUP_ENTRIES) this.seen.delete(this.seen.values().next().value!);
     const roomId = delivery.roomId;
@@ -533,14 +563,50 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const last = this.positions.get(roomId);
     if (!last || seq > last.roomSeq) this.positions.set(roomId, { sequencerId: delivery.sequencerId, roomSeq: seq });
     this.emit('message', delivery);
-    // A jump means messages in between did not reach us (or a critical one overtook them): fetch them by resuming.
-    if (last && seq > last.roomSeq + 1 && this.ready && this.joined.has(roomId) && !this.recovering.has(roomId)) {
-      this.recovering.add(roomId);
-      this.emit('gap', roomId, last.roomSeq, seq);
-      this.join(roomId, last).catch((err: unknown) => {
+    this.track(roomId, seq);
+  }
+
+  /** Follows a room's room_seq; a hole still open after gapWaitMs is fetched by resuming the room. */
+  private track(roomId: number, seq: number): void {
+    const state = this.sequence.get(roomId);
+    if (!state) return void this.sequence.set(roomId, { contiguous: seq, above: new Set() });
+    if (seq <= state.contiguous) return;
+    if (seq === state.contiguous + 1) {
+      state.contiguous = seq;
+      while (state.above.delete(state.contiguous + 1)) state.contiguous++;
+      if (state.above.size === 0) {
+        clearTimeout(state.timer);
+        state.timer = undefined;
+      }
+      return;
+    }
+    state.above.add(seq);
+    state.timer ??= setTimeout(() => {
+      state.timer = undefined;
+      if (state.above.size === 0 || this.sequence.get(roomId) !== state) return;
+      // Not connected or already resuming: the reconnection or that resume fetches it.
+      if (!this.ready || !this.joined.has(roomId) || this.resuming.has(roomId)) return;
+      this.emit('gap', roomId, state.contiguous, Math.min(...state.above));
+      this.join(roomId, state.contiguous).catch((err: unknown) => {
         if (err instanceof ChatError && err.code === 'HISTORY_INCOMPLETE') this.emit('incomplete', roomId);
         // CLOSED: the reconnection resumes the room anyway.
-      }).finally(() => this.recovering.delete(roomId));
-    }
+      });
+    }, this.options.gapWaitMs ?? 1000);
+  }
+
+  /** What a resume could not recover is gone: stop waiting for it. */
+  private acceptLoss(roomId: number): void {
+    const state = this.sequence.get(roomId);
+    if (!state || state.above.size === 0) return;
+    state.contiguous = Math.max(...state.above);
+    state.above.clear();
+    clearTimeout(state.timer);
+    state.timer = undefined;
+  }
+
+  private forget(roomId: number): void {
+    clearTimeout(this.sequence.get(roomId)?.timer);
+    this.sequence.delete(roomId);
+    this.positions.delete(roomId);
   }
 }
