@@ -79,6 +79,29 @@ describe('@groupchat/client recovers', () => {
     expect(chat.positions.get(9)).toEqual({ sequencerId: 1, roomSeq: 3 });
   });
 
+  test('a hole filled within gapWaitMs (a critical message overtook) starts no resume; the next one still open does', async () => {
+    const gw = await gateway((frame, ws) => {
+      if (frame.body === 'join' && frame.join.resumeSequencerId === 1) delivery(ws, 4, 104);
+      if (frame.body !== 'ping') ok(ws, frame);
+    });
+    const chat = await ChatClient.connect(gw.url, { gapWaitMs: 300 });
+    clients.push(chat);
+    const got: number[] = [];
+    const gaps: number[][] = [];
+    chat.on('message', (d) => got.push(Number(d.roomSeq)));
+    chat.on('gap', (roomId, afterSeq, seq) => gaps.push([roomId, afterSeq, seq]));
+    await chat.login(1);
+    await chat.join(9);
+    const [ws] = servers[0]!.clients;
+    for (const seq of [1, 3, 2, 5]) delivery(ws!, seq, 100 + seq);
+    await eventually(() => got.length === 5, 'the message after the second hole');
+    expect(got).toEqual([1, 3, 2, 5, 4]);
+    // One resume, for the hole after 3: the one after 1 was filled before it was due.
+    expect(gaps).toEqual([[9, 3, 5]]);
+    const resumes = gw.frames.filter((f) => f.body === 'join' && f.join.resumeSequencerId === 1);
+    expect(resumes.map((f) => Number((f as Extract<ClientFrame, { body: 'join' }>).join.resumeAfterSeq))).toEqual([3]);
+  });
+
   test('a Send answered UNAVAILABLE: resent with the same message_id, resolved once', async () => {
     let sends = 0;
     const gw = await gateway((frame, ws) => {
