@@ -5,16 +5,13 @@
 // `leading` line; a leader that stops cleanly releases the Lease instead.
 import { KubernetesRegistry } from '../../workloads/registry/kubernetes.js';
 import type { Registration } from '../../workloads/registry/registry.js';
-import { TopologySchema, type Topology } from '../../workloads/registry/schema.js';
-import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { eventsFor, eventually, getJson, logged, OPERATOR_NS, startOperator, type CliProcess } from './support.js';
-import { runTool } from './tools.js';
+import { type Topology } from '../../workloads/registry/schema.js';
+import { type ControlPlane } from './control-plane.js';
+import { eventsFor, eventually, getJson, logged, OPERATOR_NS, startOperator, type CliProcess, startOperatorControlPlane, workloadUser, OPERATOR_USER, topologyOf } from './support.js';
 
 const NS = 'failover';
 const CLUSTER = 'chat';
-const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NS}:gc-groupchat`;
-const WORKLOAD_USER = `system:serviceaccount:${NS}:${CLUSTER}-workload`;
-const serviceAccountGroups = (ns: string) => ['system:serviceaccounts', `system:serviceaccounts:${ns}`];
+const WORKLOAD_USER = workloadUser(NS, CLUSTER);
 const LEASE_DURATION_MS = 15_000;
 const RETRY_PERIOD_MS = 2_000;
 
@@ -23,17 +20,12 @@ const operators: CliProcess[] = [];
 let registry: KubernetesRegistry;
 const registrations: Registration[] = [];
 
-const topology = async (): Promise<Topology> =>
-  TopologySchema.parse(JSON.parse((await getJson(cp, ['configmap', `${CLUSTER}-topology`, '-n', NS])).data['topology.json']));
+const topology = (): Promise<Topology> => topologyOf(cp, NS, CLUSTER);
 const leading = (o: CliProcess) => o.logs.some((l) => l.msg === 'leading');
 
 beforeAll(async () => {
-  cp = await startControlPlane([
-    { name: OPERATOR_USER, groups: serviceAccountGroups(OPERATOR_NS) },
-    { name: WORKLOAD_USER, groups: serviceAccountGroups(NS) },
-  ]);
-  for (const ns of [OPERATOR_NS, NS]) await cp.kubectl(['create', 'namespace', ns]);
-  await cp.kubectl(['apply', '-n', OPERATOR_NS, '-f', '-'], { input: await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', OPERATOR_NS]) });
+  // The operator gets exactly the chart's RBAC.
+  cp = await startOperatorControlPlane(NS, CLUSTER);
   for (let i = 0; i < 2; i++) operators.push(await startOperator(cp.kubeconfig(OPERATOR_USER)));
 });
 

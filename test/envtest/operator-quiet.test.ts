@@ -6,18 +6,12 @@
 import { KubernetesRegistry } from '../../workloads/registry/kubernetes.js';
 import type { Registration } from '../../workloads/registry/registry.js';
 import type { Member } from '../../workloads/registry/schema.js';
-import { startControlPlane, type ControlPlane } from './control-plane.js';
-import {
-  apiserverWrites, countsSince, eventually, getJson, markWorkloadsReady, metricSum, operatorMetrics, startOperator, type CliProcess,
-} from './support.js';
-import { runTool } from './tools.js';
+import { type ControlPlane } from './control-plane.js';
+import { apiserverWrites, countsSince, eventually, getJson, markWorkloadsReady, metricSum, operatorMetrics, startOperator, type CliProcess, startOperatorControlPlane, workloadUser, OPERATOR_USER } from './support.js';
 
 const NS = 'quiet';
 const CLUSTER = 'chat';
-const OPERATOR_NS = 'groupchat-system';
-const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NS}:gc-groupchat`;
-const WORKLOAD_USER = `system:serviceaccount:${NS}:${CLUSTER}-workload`;
-const serviceAccountGroups = (ns: string) => ['system:serviceaccounts', `system:serviceaccounts:${ns}`];
+const WORKLOAD_USER = workloadUser(NS, CLUSTER);
 const WINDOW_MS = 30_000;
 const RESYNC_SECONDS = 10;
 
@@ -27,13 +21,8 @@ let registry: KubernetesRegistry;
 const registrations: Registration[] = [];
 
 beforeAll(async () => {
-  cp = await startControlPlane([
-    { name: OPERATOR_USER, groups: serviceAccountGroups(OPERATOR_NS) },
-    { name: WORKLOAD_USER, groups: serviceAccountGroups(NS) },
-  ]);
-  for (const ns of [OPERATOR_NS, NS]) await cp.kubectl(['create', 'namespace', ns]);
-  const chart = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', OPERATOR_NS]);
-  await cp.kubectl(['apply', '-n', OPERATOR_NS, '-f', '-'], { input: chart });
+  // The operator gets exactly the chart's RBAC.
+  cp = await startOperatorControlPlane(NS, CLUSTER);
   operator = await startOperator(cp.kubeconfig(OPERATOR_USER), { args: ['--resync-seconds', String(RESYNC_SECONDS)] });
 });
 

@@ -6,27 +6,20 @@
 // refuses a status whose epoch goes backwards.
 import { KubernetesRegistry } from '../../workloads/registry/kubernetes.js';
 import type { Registration } from '../../workloads/registry/registry.js';
-import { TopologySchema, type Topology } from '../../workloads/registry/schema.js';
-import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { eventsFor, eventually, getJson, startOperator, type CliProcess } from './support.js';
-import { runTool } from './tools.js';
+import { type Topology } from '../../workloads/registry/schema.js';
+import { type ControlPlane } from './control-plane.js';
+import { eventsFor, eventually, getJson, startOperator, type CliProcess, startOperatorControlPlane, workloadUser, OPERATOR_USER, topologyOf } from './support.js';
 
 const NS = 'state';
 const CLUSTER = 'chat';
-const OPERATOR_NS = 'groupchat-system';
-const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NS}:gc-groupchat`;
-const WORKLOAD_USER = `system:serviceaccount:${NS}:${CLUSTER}-workload`;
-const serviceAccountGroups = (ns: string) => ['system:serviceaccounts', `system:serviceaccounts:${ns}`];
+const WORKLOAD_USER = workloadUser(NS, CLUSTER);
 
 let cp: ControlPlane;
 let operator: CliProcess;
 let registry: KubernetesRegistry;
 const registrations = new Map<string, Registration>();
 
-const topology = async (): Promise<Topology> => {
-  const cm = await getJson(cp, ['configmap', `${CLUSTER}-topology`, '-n', NS]);
-  return TopologySchema.parse(JSON.parse(cm.data['topology.json']));
-};
+const topology = (): Promise<Topology> => topologyOf(cp, NS, CLUSTER);
 const cluster = () => getJson(cp, ['groupchatcluster', CLUSTER, '-n', NS]);
 const patchSpec = (spec: object) => cp.kubectl(['patch', 'groupchatcluster', CLUSTER, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec })]);
 const deleteTopology = () => cp.kubectl(['delete', 'configmap', `${CLUSTER}-topology`, '-n', NS]);
@@ -40,13 +33,8 @@ async function member(partition: number, replica: number, epoch: number): Promis
 }
 
 beforeAll(async () => {
-  cp = await startControlPlane([
-    { name: OPERATOR_USER, groups: serviceAccountGroups(OPERATOR_NS) },
-    { name: WORKLOAD_USER, groups: serviceAccountGroups(NS) },
-  ]);
-  for (const ns of [OPERATOR_NS, NS]) await cp.kubectl(['create', 'namespace', ns]);
-  const chart = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', OPERATOR_NS]);
-  await cp.kubectl(['apply', '-n', OPERATOR_NS, '-f', '-'], { input: chart });
+  // The operator gets exactly the chart's RBAC.
+  cp = await startOperatorControlPlane(NS, CLUSTER);
   operator = await startTheOperator();
   await cp.kubectl(['apply', '-n', NS, '-f', 'examples/small.yaml']);
   registry = await KubernetesRegistry.connect({ kubeConfig: cp.kubeConfig(WORKLOAD_USER), namespace: NS, cluster: CLUSTER });

@@ -4,29 +4,22 @@
 // through Expanding and Switching as member Leases report, refuses a change
 // during a doubling (the API server rejects unsafe ones), and finishes a
 // doubling it was restarted in the middle of.
-import { TopologySchema, type Member, type Topology } from '../../workloads/registry/schema.js';
+import { type Member, type Topology } from '../../workloads/registry/schema.js';
 import { KubernetesRegistry } from '../../workloads/registry/kubernetes.js';
 import type { Registration } from '../../workloads/registry/registry.js';
-import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { eventsFor, eventually, getJson, markWorkloadsReady, startOperator, type CliProcess } from './support.js';
-import { runTool } from './tools.js';
+import { type ControlPlane } from './control-plane.js';
+import { eventsFor, eventually, getJson, markWorkloadsReady, startOperator, type CliProcess, startOperatorControlPlane, workloadUser, OPERATOR_USER, topologyOf } from './support.js';
 
 const NS = 'team-a';
 const CLUSTER = 'chat';
-const OPERATOR_NS = 'groupchat-system';
-const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NS}:gc-groupchat`;
-const WORKLOAD_USER = `system:serviceaccount:${NS}:${CLUSTER}-workload`;
-const serviceAccountGroups = (ns: string) => ['system:serviceaccounts', `system:serviceaccounts:${ns}`];
+const WORKLOAD_USER = workloadUser(NS, CLUSTER);
 
 let cp: ControlPlane;
 let operator: CliProcess;
 let registry: KubernetesRegistry;
 const registrations = new Map<string, Registration>();
 
-const topology = async (): Promise<Topology> => {
-  const cm = await getJson(cp, ['configmap', `${CLUSTER}-topology`, '-n', NS]);
-  return TopologySchema.parse(JSON.parse(cm.data['topology.json']));
-};
+const topology = (): Promise<Topology> => topologyOf(cp, NS, CLUSTER);
 const cluster = () => getJson(cp, ['groupchatcluster', CLUSTER, '-n', NS]);
 const condition = (cr: any, type: string) => cr.status?.conditions?.find((c: any) => c.type === type);
 const statefulSetNames = async () => (await getJson(cp, ['statefulsets', '-n', NS])).items.map((s: any) => s.metadata.name).sort();
@@ -46,14 +39,8 @@ async function member(role: Member['role'], partition: number, replica: number, 
 }
 
 beforeAll(async () => {
-  cp = await startControlPlane([
-    { name: OPERATOR_USER, groups: serviceAccountGroups(OPERATOR_NS) },
-    { name: WORKLOAD_USER, groups: serviceAccountGroups(NS) },
-  ]);
-  for (const ns of [OPERATOR_NS, NS]) await cp.kubectl(['create', 'namespace', ns]);
   // The operator gets exactly the chart's RBAC.
-  const chart = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', OPERATOR_NS]);
-  await cp.kubectl(['apply', '-n', OPERATOR_NS, '-f', '-'], { input: chart });
+  cp = await startOperatorControlPlane(NS, CLUSTER);
   operator = await startOperator(cp.kubeconfig(OPERATOR_USER));
 });
 

@@ -4,7 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { ControlPlane } from './control-plane.js';
+import { TopologySchema, type Topology } from '../../workloads/registry/schema.js';
+import { startControlPlane, type ControlPlane } from './control-plane.js';
+import { runTool } from './tools.js';
 
 export const CLI = resolve('dist/workloads/cli/main.js');
 
@@ -59,6 +61,32 @@ export async function startCli(args: string[], env: Record<string, string>,
 }
 
 export const OPERATOR_NS = 'groupchat-system';
+/** The chart's operator service account, and a cluster's workload service account. */
+export const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NS}:gc-groupchat`;
+export const workloadUser = (namespace: string, cluster: string) => `system:serviceaccount:${namespace}:${cluster}-workload`;
+const serviceAccountGroups = (namespace: string) => ['system:serviceaccounts', `system:serviceaccounts:${namespace}`];
+
+/**
+ * A control plane with the operator's namespace and `namespace`, the operator
+ * holding exactly the chart's RBAC, and cluster's workload user; the operator
+ * itself is left to the test.
+ */
+export async function startOperatorControlPlane(namespace: string, cluster: string): Promise<ControlPlane> {
+  const cp = await startControlPlane([
+    { name: OPERATOR_USER, groups: serviceAccountGroups(OPERATOR_NS) },
+    { name: workloadUser(namespace, cluster), groups: serviceAccountGroups(namespace) },
+  ]);
+  for (const ns of [OPERATOR_NS, namespace]) await cp.kubectl(['create', 'namespace', ns]);
+  const chart = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', OPERATOR_NS]);
+  await cp.kubectl(['apply', '-n', OPERATOR_NS, '-f', '-'], { input: chart });
+  return cp;
+}
+
+/** The topology the operator wrote into a cluster's ConfigMap. */
+export async function topologyOf(cp: ControlPlane, namespace: string, cluster: string): Promise<Topology> {
+  const cm = await getJson(cp, ['configmap', `${cluster}-topology`, '-n', namespace]);
+  return TopologySchema.parse(JSON.parse(cm.data['topology.json']));
+}
 
 export interface OperatorOptions {
   /** Watch only this namespace. */

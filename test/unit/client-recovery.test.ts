@@ -50,6 +50,19 @@ afterEach(async () => {
   }
 });
 
+/** A client logged in as user 1 and joined to room 9, recording the room_seq of each delivery and each gap. */
+async function joinedWatching(url: string, options?: Parameters<typeof ChatClient.connect>[1]) {
+  const chat = await ChatClient.connect(url, options);
+  clients.push(chat);
+  const got: number[] = [];
+  const gaps: number[][] = [];
+  chat.on('message', (d) => got.push(Number(d.roomSeq)));
+  chat.on('gap', (roomId, afterSeq, seq) => gaps.push([roomId, afterSeq, seq]));
+  await chat.login(1);
+  await chat.join(9);
+  return { chat, got, gaps };
+}
+
 describe('@groupchat/client recovers', () => {
   test('a jump in room_seq: it resumes the room after the last one it saw and gets the missing message once', async () => {
     const gw = await gateway((frame, ws) => {
@@ -59,14 +72,7 @@ describe('@groupchat/client recovers', () => {
       }
       if (frame.body !== 'ping') ok(ws, frame);
     });
-    const chat = await ChatClient.connect(gw.url);
-    clients.push(chat);
-    const got: number[] = [];
-    const gaps: number[][] = [];
-    chat.on('message', (d) => got.push(Number(d.roomSeq)));
-    chat.on('gap', (roomId, afterSeq, seq) => gaps.push([roomId, afterSeq, seq]));
-    await chat.login(1);
-    await chat.join(9);
+    const { chat, got, gaps } = await joinedWatching(gw.url);
     const [ws] = servers[0]!.clients;
     delivery(ws!, 1, 101);
     delivery(ws!, 3, 103);
@@ -84,14 +90,7 @@ describe('@groupchat/client recovers', () => {
       if (frame.body === 'join' && frame.join.resumeSequencerId === 1) delivery(ws, 4, 104);
       if (frame.body !== 'ping') ok(ws, frame);
     });
-    const chat = await ChatClient.connect(gw.url, { gapWaitMs: 300 });
-    clients.push(chat);
-    const got: number[] = [];
-    const gaps: number[][] = [];
-    chat.on('message', (d) => got.push(Number(d.roomSeq)));
-    chat.on('gap', (roomId, afterSeq, seq) => gaps.push([roomId, afterSeq, seq]));
-    await chat.login(1);
-    await chat.join(9);
+    const { got, gaps } = await joinedWatching(gw.url, { gapWaitMs: 300 });
     const [ws] = servers[0]!.clients;
     for (const seq of [1, 3, 2, 5]) delivery(ws!, seq, 100 + seq);
     await eventually(() => got.length === 5, 'the message after the second hole');

@@ -200,9 +200,8 @@ export class RoomLog implements LogStateMachine {
     const touched = new Set<number>();
     for (const entry of entries) {
       if (entry.data.length === 0) continue; // a leader's no-op
-      const batch = peer.RoomLogBatch.decode(entry.data);
-      if (batch.inherit || batch.handOff || batch.adopt) {
-        writes.push(...this.applyDoublingStep(batch, touched));
+      if (isDoublingStep(entry.data)) {
+        writes.push(...this.applyDoublingStep(peer.RoomLogBatch.decode(entry.data), touched));
         continue;
       }
       const { messages, appendedAtMs } = decodeBatch(entry.data);
