@@ -160,6 +160,28 @@ describe('durable rooms', () => {
     await watcher.client.close();
   });
 
+  test('a follower restarted while the largest messages were committed catches up: appends stay within a peer frame', async () => {
+    const roomId = 808;
+    const watcher = await member(0, 9501, roomId);
+    const all = await brokers();
+    const chief = await leader();
+    const [away, other] = all.filter((b) => b.name !== chief.name);
+    // Paused, then killed: 40 × 60 KiB (2.4 MiB) of log is what it restarts without, more than one peer frame (1 MiB) carries.
+    process.kill(away!.pid, 'SIGSTOP');
+    const first = await publish(roomId, 40, 1, async () => undefined, 85, 60 * 1024);
+    process.kill(away!.pid, 'SIGKILL');
+    await cluster.waitForRestart(away!.name, away!.restarts + 1);
+    process.kill(other!.pid, 'SIGSTOP');
+    // Now a commit needs the returning follower: it must have caught up with all of it first.
+    const last = await publish(roomId, 1, 1, async () => undefined, 86, 60 * 1024);
+    process.kill(other!.pid, 'SIGCONT');
+    expect({ failed: first.failed + last.failed, acked: first.acked.length + last.acked.length }).toEqual({ failed: 0, acked: 41 });
+    const acked = [...first.acked, ...last.acked];
+    await eventually(() => watcher.got.length >= acked.length, `the watcher to get the ${acked.length} large messages (has ${watcher.got.length})`);
+    checkView(watcher.got, acked, 'watcher of large messages');
+    await watcher.client.close();
+  });
+
   test('bad history requests get clear errors and change nothing', async () => {
     const roomId = 707;
     const { acked } = await publish(roomId, 5, 1, async () => undefined, 80);

@@ -50,7 +50,7 @@ export interface SimulationOptions {
   config: RaftConfig;
 }
 
-export const SIM_CONFIG: RaftConfig = { electionMs: 100, heartbeatMs: 10, leaseMs: 70, maxBatch: 8, maxInflight: 32 };
+export const SIM_CONFIG: RaftConfig = { electionMs: 100, heartbeatMs: 10, leaseMs: 70, maxBatch: 8, maxBatchBytes: 24, maxInflight: 32 };
 
 export function defaultOptions(seed: number): SimulationOptions {
   const r = new Random(seed * 7919 + 1);

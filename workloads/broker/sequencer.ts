@@ -18,6 +18,12 @@ import { decodeBatch, DURABLE_SEQUENCER_ID, encodeBatch, isDoublingStep, type In
 const DEDUP_ENTRIES = 200_000;
 /** Messages per log entry at most; a busier turn appends several entries. */
 const MAX_BATCH_MESSAGES = 512;
+/**
+ * Bytes of messages per log entry, beyond which the next message starts a new
+ * entry: with the largest message (64 KiB) an entry stays well inside the
+ * raft's append bound and a peer frame (1 MiB).
+ */
+const MAX_BATCH_BYTES = 256 * 1024;
 /** Entries applied this recently as a follower are fanned out again by a new leader: their fan-out may have died with the old one. */
 const REFANOUT_WINDOW_MS = 3000;
 
@@ -220,8 +226,9 @@ export class Sequencer {
     const turn = this.turn;
     this.turn = [];
     const appendedAt = Date.now();
-    for (let i = 0; i < turn.length; i += MAX_BATCH_MESSAGES) {
-      const batch = turn.slice(i, i + MAX_BATCH_MESSAGES);
+    for (let i = 0; i < turn.length;) {
+      const end = batchEnd(turn, i);
+      const batch = turn.slice(i, end);
       const index = this.deps.log.propose(encodeBatch(batch.map((p) => p.encoded), appendedAt));
       if (index === null) {
         // The lease ran out between the publish and the end of its turn.
@@ -231,6 +238,7 @@ export class Sequencer {
         return;
       }
       this.proposed.set(index, { term: this.deps.log.term, batch });
+      i = end;
     }
   }
 
@@ -257,4 +265,16 @@ export class Sequencer {
     while (drop < this.recentlyApplied.length && this.recentlyApplied[drop]!.at < since) drop++;
     if (drop > 0) this.recentlyApplied = this.recentlyApplied.slice(drop);
   }
+}
+
+/** Where the log entry starting at turn[start] ends: MAX_BATCH_MESSAGES or MAX_BATCH_BYTES, at least one message. */
+function batchEnd(turn: readonly Proposed[], start: number): number {
+  let bytes = 0;
+  let end = start;
+  while (end < turn.length && end - start < MAX_BATCH_MESSAGES) {
+    bytes += turn[end]!.encoded.length;
+    if (end > start && bytes > MAX_BATCH_BYTES) break;
+    end++;
+  }
+  return end;
 }

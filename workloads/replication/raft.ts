@@ -73,10 +73,15 @@ export interface RaftConfig {
   leaseMs: number;
   /** Entries per append message, and entries sent but not acknowledged per follower. */
   maxBatch: number;
+  /**
+   * Bytes of entry data per append message (at least one entry is sent): a
+   * follower catching up gets the log in messages that fit its peer frames.
+   */
+  maxBatchBytes: number;
   maxInflight: number;
 }
 
-export const DEFAULT_RAFT_CONFIG: RaftConfig = { electionMs: 1000, heartbeatMs: 100, leaseMs: 700, maxBatch: 256, maxInflight: 4096 };
+export const DEFAULT_RAFT_CONFIG: RaftConfig = { electionMs: 1000, heartbeatMs: 100, leaseMs: 700, maxBatch: 256, maxBatchBytes: 512 * 1024, maxInflight: 4096 };
 
 /** What a replica holds when it starts: its hard state, its snapshot and the log after it. */
 export interface Restored {
@@ -363,15 +368,26 @@ export class RaftNode {
       return;
     }
     const room = this.config.maxInflight - (p.next - 1 - p.match);
-    const count = Math.max(0, Math.min(this.lastIndex - p.next + 1, this.config.maxBatch, room));
+    const most = Math.max(0, Math.min(this.lastIndex - p.next + 1, this.config.maxBatch, room));
+    const entries = this.entries.slice(p.next - this.firstIndex, p.next - this.firstIndex + this.countWithin(p.next, most));
+    const count = entries.length;
     if (count === 0 && !heartbeat) return;
     const prevIndex = p.next - 1;
-    const entries = count === 0 ? [] : this.entries.slice(p.next - this.firstIndex, p.next - this.firstIndex + count);
     this.send({
       kind: 'append', from: this.id, to: peer, term: this.term, prevIndex, prevTerm: this.termAt(prevIndex),
       entries, commit: this.commitIndex, stamp: this.now,
     });
     p.next += count; // optimistic: pipelined, corrected by a rejection
+  }
+
+  /** How many of the (at most `most`) entries from `from` on fit maxBatchBytes; at least one. */
+  private countWithin(from: number, most: number): number {
+    let bytes = 0;
+    for (let n = 0; n < most; n++) {
+      bytes += this.entries[from - this.firstIndex + n]!.data.length;
+      if (n > 0 && bytes > this.config.maxBatchBytes) return n;
+    }
+    return most;
   }
 
   private onAppendReply(m: Extract<Message, { kind: 'appendReply' }>): void {
