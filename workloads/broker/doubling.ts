@@ -25,6 +25,14 @@ import type { Sequencer } from './sequencer.js';
 
 const RETRY_MS = 500;
 const PREDECESSOR_TIMEOUT_MS = 3000;
+/**
+ * A hand-off carries what the old partition numbered in the moving rooms in
+ * this long before it (a publisher retries for 15 s by default), at most
+ * RECENT_MAX_BYTES of it, the newest kept: a copy of one of those messages
+ * that reaches the new partition is recognised, not numbered again.
+ */
+const RECENT_WINDOW_MS = 60_000;
+const RECENT_MAX_BYTES = 256 * 1024;
 
 const steps = new Counter({ name: 'groupchat_broker_doubling_steps_total', help: 'Doubling entries this replica appended', labelNames: ['step'], registers: [metrics] });
 
@@ -95,15 +103,15 @@ export class Doubling {
   /** The old partition's side: fence the rooms with a hand-off entry, answer their heads once it is applied. */
   onHandoffRequest(link: PeerLink, request: HandoffRequest): void {
     const move = { partition: request.inheritance?.partition ?? 0, partitions: request.inheritance?.partitions ?? 0 };
-    const reply = (status: number, heads: ReturnType<RoomLog['headsFor']> = []): void => {
-      link.send({ handoffReply: { correlation: request.correlation, status, heads } });
+    const reply = (status: number): void => {
+      link.send({ handoffReply: { correlation: request.correlation, status } });
     };
     const half = move.partitions / 2;
     if (!Number.isInteger(half) || half < 1 || move.partition >= move.partitions || move.partition % half !== this.d.partition || move.partition === this.d.partition) {
       return reply(peer.PublishStatus.REJECTED);
     }
     if (!this.d.leader()) return reply(peer.PublishStatus.NOT_LEADER);
-    if (this.handedOff(move)) return reply(peer.PublishStatus.DELIVERED, this.d.rooms.headsFor(move));
+    if (this.handedOff(move)) return this.answerHandoff(link, request.correlation, move);
     if (!this.waiting.some((w) => w.move.partition === move.partition)) {
       if (!this.d.sequencer.proposeControl(encodeDoublingStep({ handOff: move }), move)) return reply(peer.PublishStatus.UNAVAILABLE);
       steps.inc({ step: 'hand_off' });
@@ -117,7 +125,13 @@ export class Doubling {
     if (this.waiting.length === 0) return;
     const done = this.waiting.filter((w) => this.handedOff(w.move));
     this.waiting = this.waiting.filter((w) => !this.handedOff(w.move));
-    for (const w of done) w.link.send({ handoffReply: { correlation: w.correlation, status: peer.PublishStatus.DELIVERED, heads: this.d.rooms.headsFor(w.move) } });
+    for (const w of done) this.answerHandoff(w.link, w.correlation, w.move);
+  }
+
+  /** The moved rooms' final heads and recent messages, once the hand-off entry is applied here. */
+  private answerHandoff(link: PeerLink, correlation: number, move: Inheritance): void {
+    const recent = this.d.sequencer.numberedSince((roomId) => roomId % move.partitions === move.partition, Date.now() - RECENT_WINDOW_MS, RECENT_MAX_BYTES);
+    link.send({ handoffReply: { correlation, status: peer.PublishStatus.DELIVERED, heads: this.d.rooms.headsFor(move), recent } });
   }
 
   /**
@@ -160,9 +174,10 @@ export class Doubling {
     const pending = this.d.rooms.pendingInheritance();
     if (!pending || reply.status !== peer.PublishStatus.DELIVERED || !this.d.leader()) return;
     const heads = reply.heads.map((h) => ({ roomId: h.roomId, headSeq: toNumber(h.headSeq), firstSeq: toNumber(h.firstSeq) }));
-    if (this.d.sequencer.proposeControl(encodeDoublingStep({ adopt: { from: pending.partition, heads } }))) {
+    const recent = reply.recent as RoomDelivery[];
+    if (this.d.sequencer.proposeControl(encodeDoublingStep({ adopt: { from: pending.partition, heads, recent } }))) {
       steps.inc({ step: 'adopt' });
-      this.d.log.info({ from: pending.partition, rooms: heads.length }, 'doubling: adopting rooms from the old partition');
+      this.d.log.info({ from: pending.partition, rooms: heads.length, recent: recent.length }, 'doubling: adopting rooms from the old partition');
     }
   }
 

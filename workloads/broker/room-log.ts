@@ -87,7 +87,7 @@ export function decodeBatch(data: Uint8Array): { messages: RoomDelivery[]; appen
 export type DoublingStep =
   | { inherit: Inheritance }
   | { handOff: Inheritance }
-  | { adopt: { from: number; heads: Array<{ roomId: number; headSeq: number; firstSeq: number }> } };
+  | { adopt: { from: number; heads: Array<{ roomId: number; headSeq: number; firstSeq: number }>; recent: RoomDelivery[] } };
 
 export function encodeDoublingStep(step: DoublingStep): Uint8Array {
   return peer.RoomLogBatch.encode(step).finish();

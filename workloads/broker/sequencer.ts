@@ -24,6 +24,8 @@ const MAX_BATCH_MESSAGES = 512;
  * raft's append bound and a peer frame (1 MiB).
  */
 const MAX_BATCH_BYTES = 256 * 1024;
+/** A RoomDelivery's encoding beyond its payload, at most (ids, seq, times, tags). */
+const DELIVERY_OVERHEAD_BYTES = 64;
 /** Entries applied this recently as a follower are fanned out again by a new leader: their fan-out may have died with the old one. */
 const REFANOUT_WINDOW_MS = 3000;
 
@@ -153,7 +155,10 @@ export class Sequencer {
       if (entry.data.length === 0) continue;
       const mine = this.proposed.get(entry.index);
       this.proposed.delete(entry.index);
-      if (isDoublingStep(entry.data)) continue;
+      if (isDoublingStep(entry.data)) {
+        this.learnAdopted(entry.data);
+        continue;
+      }
       if (mine?.term === entry.term) {
         for (const p of mine.batch) this.startFanout(p.known, p.delivery, p.encoded);
         continue;
@@ -171,6 +176,31 @@ export class Sequencer {
     }
     this.trimRecent();
     this.checkReady();
+  }
+
+  /**
+   * What this partition numbered in the rooms `moving` selects since sinceMs
+   * (the leader's clock when appended), in log order, the newest kept when
+   * there is more than maxBytes of it: a doubling's hand-off carries it to
+   * the rooms' new partition.
+   */
+  numberedSince(moving: (roomId: number) => boolean, sinceMs: number, maxBytes: number): RoomDelivery[] {
+    const found: RoomDelivery[] = [];
+    let bytes = 0;
+    for (let index = this.deps.log.appliedIndex; bytes < maxBytes; index--) {
+      const entry = this.deps.log.entryAt(index);
+      if (!entry) break;
+      if (entry.data.length === 0 || isDoublingStep(entry.data)) continue;
+      const batch = decodeBatch(entry.data);
+      if (batch.appendedAtMs < sinceMs) break;
+      for (let i = batch.messages.length - 1; i >= 0 && bytes < maxBytes; i--) {
+        const delivery = batch.messages[i]!;
+        if (!moving(delivery.roomId)) continue;
+        found.push(delivery);
+        bytes += delivery.payload.length + DELIVERY_OVERHEAD_BYTES;
+      }
+    }
+    return found.reverse();
   }
 
   /** Call when leadership changes or time passes: a leader that just became ready re-delivers the recent past. */
@@ -239,6 +269,18 @@ export class Sequencer {
       }
       this.proposed.set(index, { term: this.deps.log.term, batch });
       i = end;
+    }
+  }
+
+  /**
+   * An adoption's recent messages were numbered by the rooms' old partition:
+   * a copy that reaches this one is acknowledged once fanned out from here
+   * (members' gateways drop what they already have), never numbered again.
+   */
+  private learnAdopted(data: Uint8Array): void {
+    for (const delivery of (peer.RoomLogBatch.decode(data).adopt?.recent ?? []) as RoomDelivery[]) {
+      if (this.known.get(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low)) continue;
+      this.known.set(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low, { phase: 'applied', waiters: [], delivery });
     }
   }
 
