@@ -119,3 +119,32 @@ test('after a hand-off is proposed, the rooms it moves are refused at once', asy
   expect(rooms.movedAway(4)).toBe(false);
   await kv.close();
 });
+
+test('a follower that becomes leader recognises what it applied as a follower: a retry is fanned out and acked, not numbered again', async () => {
+  const { log, sequencer, commit, rooms, fannedOut, kv } = await setup();
+  // Another leader's entry, applied here while following.
+  log.ready = false;
+  log.isLeader = false;
+  sequencer.checkReady();
+  const theirs: RoomDelivery = {
+    messageId: Long.fromNumber(41, true), roomId: 1, senderId: 5, roomSeq: Long.fromNumber(1, true), sequencerId: 1,
+    payload: Buffer.from('m41'), sentAtMs: Long.UZERO, vroomMask: Long.MAX_UNSIGNED_VALUE, priority: 0,
+  } as RoomDelivery;
+  log.entries.push({ index: 1, term: 1, data: peer.RoomLogBatch.encode({ messages: [theirs], appendedAtMs: 1 }).finish() });
+  await commit();
+  expect(fannedOut).toEqual([]); // a follower fans out only its shares of split rooms, not this
+  // Now this replica leads; the publisher retries message 41 here.
+  log.term = 2;
+  log.ready = true;
+  log.isLeader = true;
+  const acks: number[] = [];
+  sequencer.publish(publish(1, 41), (s) => acks.push(s));
+  sequencer.publish(publish(1, 42), (s) => acks.push(s));
+  await turn();
+  await commit();
+  expect(acks).toEqual([0, 0]);
+  const seqs = log.entries.flatMap((e) => decodeBatch(e.data).messages).map((d) => `${toNumber(d.messageId)}:${toNumber(d.roomSeq)}`);
+  expect(seqs).toEqual(['41:1', '42:2']);
+  expect(rooms.position(1).head).toBe(2);
+  await kv.close();
+});

@@ -78,9 +78,24 @@ function varint(value: number): number[] {
   return out;
 }
 
-export function decodeBatch(data: Uint8Array): { messages: RoomDelivery[]; appendedAtMs: number } {
+type DecodedBatch = { messages: RoomDelivery[]; appendedAtMs: number };
+
+/**
+ * The entries decoded last, by their data: the room log and the sequencer
+ * both read every committed entry in the same turn, and decode it once.
+ * Bounded: an entry applied in a bigger group is decoded again.
+ */
+const recentlyDecoded = new Map<Uint8Array, DecodedBatch>();
+const RECENTLY_DECODED = 512;
+
+export function decodeBatch(data: Uint8Array): DecodedBatch {
+  let decoded = recentlyDecoded.get(data);
+  if (decoded) return decoded;
   const batch = peer.RoomLogBatch.decode(data);
-  return { messages: batch.messages as unknown as RoomDelivery[], appendedAtMs: Long.fromValue(batch.appendedAtMs ?? 0).toNumber() };
+  decoded = { messages: batch.messages as unknown as RoomDelivery[], appendedAtMs: Long.fromValue(batch.appendedAtMs ?? 0).toNumber() };
+  if (recentlyDecoded.size >= RECENTLY_DECODED) recentlyDecoded.delete(recentlyDecoded.keys().next().value!);
+  recentlyDecoded.set(data, decoded);
+  return decoded;
 }
 
 /** A control entry of a partition doubling (see peer.proto RoomLogBatch). */
@@ -99,11 +114,20 @@ export function isDoublingStep(data: Uint8Array): boolean {
   return field >= 3 && field <= 5;
 }
 
+const SLASH = 0x2f;
+
+/** A position (below 2^53) as 8 big-endian bytes, without a BigInt per call (applied for every message). */
+function writePosition(buf: Buffer, value: number, offset: number): void {
+  buf.writeUInt32BE(Math.floor(value / 0x1_0000_0000), offset);
+  buf.writeUInt32BE(value >>> 0, offset + 4);
+}
+
 function indexKey(roomId: number, seq: number): Buffer {
-  const key = Buffer.alloc(14);
-  key.write('r/', 0);
+  const key = Buffer.allocUnsafe(14);
+  key[0] = 0x72; // 'r'
+  key[1] = SLASH;
   key.writeUInt32BE(roomId, 2);
-  key.writeBigUInt64BE(BigInt(seq), 6);
+  writePosition(key, seq, 6);
   return key;
 }
 
@@ -114,13 +138,14 @@ const HEAD_END = Buffer.from('h0');
 
 /** A room's position on disk: "h/" + room (4 bytes) → head (8) + floor (8) + base (8). */
 function headWrite(roomId: number, p: RoomPosition): KvWrite {
-  const key = Buffer.alloc(6);
-  key.write('h/', 0);
+  const key = Buffer.allocUnsafe(6);
+  key[0] = 0x68; // 'h'
+  key[1] = SLASH;
   key.writeUInt32BE(roomId, 2);
-  const value = Buffer.alloc(24);
-  value.writeBigUInt64BE(BigInt(p.head), 0);
-  value.writeBigUInt64BE(BigInt(p.floor), 8);
-  value.writeBigUInt64BE(BigInt(p.base), 16);
+  const value = Buffer.allocUnsafe(24);
+  writePosition(value, p.head, 0);
+  writePosition(value, p.floor, 8);
+  writePosition(value, p.base, 16);
   return { key, value };
 }
 
@@ -212,8 +237,8 @@ export class RoomLog implements LogStateMachine {
         room.head = seq;
         this.rooms.set(m.roomId, room);
         touched.add(m.roomId);
-        const at = Buffer.alloc(10);
-        at.writeBigUInt64BE(BigInt(entry.index));
+        const at = Buffer.allocUnsafe(10);
+        writePosition(at, entry.index, 0);
         at.writeUInt16BE(slot, 8);
         writes.push({ key: indexKey(m.roomId, seq), value: at });
         // The per-room limit: the oldest message of a full room leaves its history.

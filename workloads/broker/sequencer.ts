@@ -83,6 +83,8 @@ export class Sequencer {
   /** Entries applied while following, with when: a new leader fans the recent ones out again. */
   private recentlyApplied: Array<{ index: number; at: number }> = [];
   private wasReady = false;
+  /** The last applied entry whose messages are in the duplicate table. */
+  private learnedThrough = 0;
   /** Rooms a hand-off being appended moves away: refused from the moment it is proposed, before it applies. */
   private fences: Inheritance[] = [];
   private readonly now: () => number;
@@ -147,32 +149,30 @@ export class Sequencer {
     return true;
   }
 
-  /** Committed entries, in log order, as this replica applies them. */
+  /**
+   * Committed entries, in log order, as this replica applies them. Only a
+   * leader keeps its duplicate table current; a follower reads the entries
+   * it applied into the table when it becomes leader (learnThrough), so the
+   * replicas that number nothing do not decode every message.
+   */
   onApplied(entries: Entry[]): void {
     this.checkReady();
     const leader = this.deps.log.isLeader;
     for (const entry of entries) {
-      if (entry.data.length === 0) continue;
       const mine = this.proposed.get(entry.index);
       this.proposed.delete(entry.index);
-      if (isDoublingStep(entry.data)) {
-        this.learnAdopted(entry.data);
+      if (!leader) {
+        if (entry.data.length > 0 && !isDoublingStep(entry.data)) this.recentlyApplied.push({ index: entry.index, at: this.now() });
         continue;
       }
-      if (mine?.term === entry.term) {
+      this.learnThrough(entry.index - 1);
+      this.learnedThrough = entry.index;
+      if (mine && mine.term === entry.term) {
         for (const p of mine.batch) this.startFanout(p.known, p.delivery, p.encoded);
         continue;
       }
-      // Another leader's entry (or one of ours from before a restart): learn its ids.
-      for (const delivery of decodeBatch(entry.data).messages) {
-        let known = this.known.get(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low);
-        if (!known || known.phase === 'proposed' || known.phase === 'lost') {
-          known = { phase: 'applied', waiters: known?.waiters ?? [], delivery };
-          this.known.set(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low, known);
-        }
-        if (leader) this.fanoutFromHere(known);
-      }
-      if (!leader) this.recentlyApplied.push({ index: entry.index, at: this.now() });
+      // Another leader's entry (or one of ours from before a restart): learn its ids, and fan it out from here.
+      for (const known of this.learn(entry)) this.fanoutFromHere(known);
     }
     this.trimRecent();
     this.checkReady();
@@ -209,6 +209,7 @@ export class Sequencer {
     if (ready === this.wasReady) return;
     this.wasReady = ready;
     if (!ready) return this.lostLeadership();
+    this.learnThrough(this.deps.log.appliedIndex);
     // Numbering resumes after everything in the log, applied or not: entries
     // this leader appended before its lease lapsed may still commit.
     this.assigned.clear();
@@ -270,6 +271,44 @@ export class Sequencer {
       this.proposed.set(index, { term: this.deps.log.term, batch });
       i = end;
     }
+  }
+
+  /**
+   * Reads the applied entries after learnedThrough, up to index, into the
+   * duplicate table: the newest DEDUP_ENTRIES messages of them (what the
+   * table holds), from the log this replica keeps in memory.
+   */
+  private learnThrough(index: number): void {
+    if (this.learnedThrough >= index) return;
+    const pending: Entry[] = [];
+    let messages = 0;
+    for (let i = index; i > this.learnedThrough && messages < DEDUP_ENTRIES; i--) {
+      const entry = this.deps.log.entryAt(i);
+      if (!entry) break; // compacted away
+      pending.push(entry);
+      if (entry.data.length > 0 && !isDoublingStep(entry.data)) messages += decodeBatch(entry.data).messages.length;
+    }
+    for (const entry of pending.reverse()) this.learn(entry);
+    this.learnedThrough = index;
+  }
+
+  /** An applied entry's messages into the duplicate table (numbered, committed); returns those now 'applied'. */
+  private learn(entry: Entry): Known[] {
+    if (entry.data.length === 0) return [];
+    if (isDoublingStep(entry.data)) {
+      this.learnAdopted(entry.data);
+      return [];
+    }
+    const learned: Known[] = [];
+    for (const delivery of decodeBatch(entry.data).messages) {
+      let known = this.known.get(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low);
+      if (!known || known.phase === 'proposed' || known.phase === 'lost') {
+        known = { phase: 'applied', waiters: known?.waiters ?? [], delivery };
+        this.known.set(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low, known);
+      }
+      learned.push(known);
+    }
+    return learned;
   }
 
   /**

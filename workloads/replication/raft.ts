@@ -128,6 +128,8 @@ export class RaftNode {
   private electionDeadline = 0;
   private lastBroadcast = 0;
   private leaderSince = 0;
+  /** quorumStamp() without this leader: null when an acknowledgement changed it. */
+  private peersQuorumStamp: number | null = null;
   private out: Output = emptyOutput();
 
   constructor(
@@ -331,6 +333,7 @@ export class RaftNode {
     this.leaderSince = this.now;
     this.progress.clear();
     for (const peer of this.peers) this.progress.set(peer, { next: this.lastIndex + 1, match: 0, ackedStamp: -Infinity });
+    this.peersQuorumStamp = null;
     // Entries of earlier terms commit only through one of this term (the paper's §5.4.2).
     const noop: Entry = { index: this.lastIndex + 1, term: this.term, data: new Uint8Array() };
     this.entries.push(noop);
@@ -394,7 +397,10 @@ export class RaftNode {
     if (this.role !== 'leader' || m.term < this.term) return;
     const p = this.progress.get(m.from);
     if (!p) return;
-    p.ackedStamp = Math.max(p.ackedStamp, m.stamp);
+    if (m.stamp > p.ackedStamp) {
+      p.ackedStamp = m.stamp;
+      this.peersQuorumStamp = null;
+    }
     if (m.success) {
       p.match = Math.max(p.match, m.match);
       p.next = Math.max(p.next, p.match + 1);
@@ -412,10 +418,19 @@ export class RaftNode {
     if (majority > this.commitIndex && this.termAt(majority) === this.term) this.commitIndex = majority;
   }
 
-  /** The newest stamp a majority (this leader counting as now) acknowledged. */
+  /**
+   * The newest stamp a majority (this leader counting as now) acknowledged.
+   * Asked on every lease check (each numbered message), so the peers' part
+   * is kept until an acknowledgement or a new leadership changes it.
+   */
   private quorumStamp(): number {
-    const stamps = [this.now, ...[...this.progress.values()].map((p) => p.ackedStamp)].sort((a, b) => b - a);
-    return stamps[this.quorum() - 1]!;
+    if (this.quorum() === 1) return this.now;
+    if (this.peersQuorumStamp === null) {
+      // Stamps are this leader's own clock echoed back, never ahead of now: now is the largest.
+      const stamps = [...this.progress.values()].map((p) => p.ackedStamp).sort((a, b) => b - a);
+      this.peersQuorumStamp = stamps[this.quorum() - 2]!;
+    }
+    return this.peersQuorumStamp;
   }
 
   private leaseExpiry(): number {

@@ -13,6 +13,13 @@ export interface KvWrite {
   rangeEnd?: Uint8Array;
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/** The bytes as a Buffer without copying them (the writes are not changed after they are queued). */
+function view(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 interface Waiting { resolve: () => void; reject: (err: Error) => void }
 
 export class KvStore {
@@ -59,10 +66,11 @@ export class KvStore {
       try {
         // autoDestroy: a batch left undestroyed keeps the database open forever (close() waits for it).
         const batch = this.db.write({ autoDestroy: true });
+        // try*: no promise per operation (the batch's flush is the one that matters).
         for (const w of writes) {
-          if (w.delete && w.rangeEnd) batch.deleteRange(Buffer.from(w.key), Buffer.from(w.rangeEnd));
-          else if (w.delete) batch.delete(Buffer.from(w.key));
-          else batch.put(Buffer.from(w.key), Buffer.from(w.value ?? new Uint8Array()));
+          if (w.delete && w.rangeEnd) batch.tryDeleteRange(view(w.key), view(w.rangeEnd));
+          else if (w.delete) batch.tryDelete(view(w.key));
+          else batch.tryPut(view(w.key), view(w.value ?? EMPTY));
         }
         await batch.flush();
         for (const w of waiting) w.resolve();

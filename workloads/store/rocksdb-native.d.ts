@@ -1,9 +1,10 @@
 // rocksdb-native ships no types; these cover what kv-store.ts uses.
 declare module 'rocksdb-native' {
   interface WriteBatch {
-    put(key: Buffer, value: Buffer): void;
-    delete(key: Buffer): void;
-    deleteRange(start: Buffer, end: Buffer): void;
+    /** The try* forms queue the operation without a promise of its own. */
+    tryPut(key: Buffer, value: Buffer): void;
+    tryDelete(key: Buffer): void;
+    tryDeleteRange(start: Buffer, end: Buffer): void;
     flush(): Promise<void>;
   }
   interface IteratorRange {
