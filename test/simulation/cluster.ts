@@ -38,6 +38,8 @@ export interface Faults {
   maxDelayMs: number;
   maxDiskMs: number;
   crashEveryMs: number;
+  /** Chance that a crashed replica restarts with the tail of its log damaged. */
+  damage: number;
   partitionEveryMs: number;
   compactEveryMs: number;
 }
@@ -64,6 +66,7 @@ export function defaultOptions(seed: number): SimulationOptions {
       maxDelayMs: r.int(1, 30),
       maxDiskMs: r.int(0, 15),
       crashEveryMs: r.int(40, 250),
+      damage: r.next() * 0.3,
       partitionEveryMs: r.int(50, 300),
       compactEveryMs: r.int(50, 400),
     },
@@ -87,6 +90,8 @@ interface SimNode {
   disk: Disk;
   /** Outputs taken but not yet durable, oldest first. */
   writing: Array<{ output: Output; doneAt: number }>;
+  /** Down, and to restart with its log's tail damaged. */
+  damagePending?: boolean;
 }
 
 interface Event { at: number; order: number; run: () => void }
@@ -95,7 +100,7 @@ export class InvariantViolation extends Error {}
 
 export class Simulation {
   private readonly r: Random;
-  private readonly nodes: SimNode[] = [];
+  readonly nodes: SimNode[] = [];
   private readonly queue: Event[] = [];
   private order = 0;
   now = 0;
@@ -104,7 +109,7 @@ export class Simulation {
   private readonly committed = new Map<number, string>();
   private readonly leaderOfTerm = new Map<number, string>();
   private proposals = 0;
-  stats = { events: 0, elections: 0, committed: 0, crashes: 0, partitions: 0, snapshotsSent: 0 };
+  stats = { events: 0, elections: 0, committed: 0, crashes: 0, damaged: 0, partitions: 0, snapshotsSent: 0 };
 
   constructor(private readonly o: SimulationOptions) {
     this.r = new Random(o.seed);
@@ -197,10 +202,10 @@ export class Simulation {
 
   // --- the driver, as in the broker: write, then send and apply --------------
 
-  private start(node: SimNode): void {
+  private start(node: SimNode, damaged = false): void {
     const d = node.disk;
     node.raft = new RaftNode(node.id, this.nodes.map((n) => n.id), this.o.config, () => this.r.next(), {
-      hardState: { ...d.hardState }, snapshot: d.snapshot, entries: d.log.map((e) => ({ ...e })), applied: d.applied,
+      hardState: { ...d.hardState }, snapshot: d.snapshot, entries: d.log.map((e) => ({ ...e })), applied: d.applied, damaged,
     }, this.now);
     node.writing = [];
   }
@@ -298,7 +303,25 @@ export class Simulation {
     victim.raft = null;
     victim.writing = []; // not yet durable: lost
     this.stats.crashes++;
-    this.at(this.now + this.r.int(1, 3 * this.o.config.electionMs), () => { if (!victim.raft) this.start(victim); });
+    // Sometimes the restart finds the log's tail damaged (one replica at a time, what a majority tolerates):
+    // it restarts with what precedes the damage, acknowledged entries included.
+    const damage = this.r.chance(this.o.faults.damage) && !this.nodes.some((n) => n.damagePending || n.disk.hardState.catchingUp);
+    if (damage) victim.damagePending = true;
+    this.at(this.now + this.r.int(1, 3 * this.o.config.electionMs), () => {
+      if (victim.raft) return;
+      if (!victim.damagePending) return this.start(victim);
+      victim.damagePending = false;
+      const d = victim.disk;
+      const keepAbove = Math.max(d.snapshot.index, d.applied);
+      const last = d.log.length ? d.log[d.log.length - 1]!.index : d.snapshot.index;
+      if (last <= keepAbove) return this.start(victim);
+      const from = this.r.int(keepAbove + 1, last);
+      d.log = d.log.filter((e) => e.index < from);
+      // The driver records the damage before the replica runs (replicated-log.ts), so a crash cannot forget it.
+      d.hardState = { ...d.hardState, catchingUp: true };
+      this.stats.damaged++;
+      this.start(victim, true);
+    });
   }
 
   private repartition(): void {
@@ -347,7 +370,10 @@ export class Simulation {
     const value = this.committed.get(index)!;
     const term = Number(value.slice(0, value.indexOf(':')));
     const holders = this.nodes.filter((n) => n.disk.snapshot.index >= index || termOf(n.disk, index) === term).length;
-    if (holders < Math.floor(this.nodes.length / 2) + 1) {
+    // A replica whose log was damaged lost what it held (beyond Raft's model): tolerated for one replica,
+    // which votes for nobody until it has caught up.
+    const damaged = this.nodes.filter((n) => n.damagePending || n.disk.hardState.catchingUp).length;
+    if (holders + damaged < Math.floor(this.nodes.length / 2) + 1) {
       throw new InvariantViolation(`committed entry ${index} is durable on only ${holders} of ${this.nodes.length} replicas`);
     }
   }

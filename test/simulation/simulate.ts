@@ -13,7 +13,7 @@ if (!Number.isInteger(first) || !Number.isInteger(count) || count < 1) {
 }
 const json = process.env.SUMMARY === 'json';
 const started = Date.now();
-const totals = { events: 0, elections: 0, committed: 0, crashes: 0, partitions: 0, snapshotsSent: 0 };
+const totals = { events: 0, elections: 0, committed: 0, crashes: 0, damaged: 0, partitions: 0, snapshotsSent: 0 };
 for (let seed = first; seed < first + count; seed++) {
   const result = simulate(seed);
   for (const key of Object.keys(totals) as Array<keyof typeof totals>) totals[key] += result.stats[key];

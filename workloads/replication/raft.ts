@@ -39,6 +39,8 @@ export interface Snapshot {
 export interface HardState {
   term: number;
   votedFor: NodeId | null;
+  /** Restored from a damaged log and not caught up yet: kept across restarts until it is (Restored.damaged). */
+  catchingUp?: boolean;
 }
 
 export type Message =
@@ -46,7 +48,7 @@ export type Message =
   | { kind: 'voteReply'; from: NodeId; to: NodeId; term: number; prevote: boolean; granted: boolean }
   | { kind: 'append'; from: NodeId; to: NodeId; term: number; prevIndex: number; prevTerm: number; entries: Entry[]; commit: number; stamp: number }
   /** success: match is the follower's last matching index; failure: match is a hint where to retry from. */
-  | { kind: 'appendReply'; from: NodeId; to: NodeId; term: number; success: boolean; match: number; stamp: number }
+  | { kind: 'appendReply'; from: NodeId; to: NodeId; term: number; success: boolean; match: number; stamp: number; lost?: boolean }
   | { kind: 'snapshot'; from: NodeId; to: NodeId; term: number; snapshot: Snapshot; stamp: number };
 
 /**
@@ -90,6 +92,14 @@ export interface Restored {
   entries: Entry[];
   /** Entries up to here are already applied to the state machine the driver restored. */
   applied: number;
+  /**
+   * The driver found the log damaged and kept only what came before the
+   * damage: this replica may have acknowledged entries it no longer holds,
+   * so it neither votes nor campaigns until a leader's append has brought its
+   * log up to that leader's commit index (else its vote could elect a replica
+   * missing a committed entry).
+   */
+  damaged?: boolean;
 }
 
 export const EMPTY_RESTORED: Restored = {
@@ -128,6 +138,8 @@ export class RaftNode {
   private electionDeadline = 0;
   private lastBroadcast = 0;
   private leaderSince = 0;
+  /** Restored from a damaged log and not yet caught up with a leader: no votes, no campaigns (Restored.damaged). */
+  catchingUp = false;
   /** quorumStamp() without this leader: null when an acknowledgement changed it. */
   private peersQuorumStamp: number | null = null;
   private out: Output = emptyOutput();
@@ -152,6 +164,8 @@ export class RaftNode {
     // stopped: it waits a whole election timeout before voting, as if it had
     // just heard from a leader, so a lease granted before the restart holds.
     this.lastHeardFromLeader = now;
+    this.catchingUp = (restored.damaged ?? false) || (restored.hardState.catchingUp ?? false);
+    if (restored.damaged) this.persistHardState(); // a restart before catching up must not forget it
     this.resetElectionDeadline();
   }
 
@@ -202,7 +216,8 @@ export class RaftNode {
       }
       if (this.now - this.lastBroadcast >= this.config.heartbeatMs) this.broadcastAppend(true);
     } else if (this.now >= this.electionDeadline) {
-      this.startElection(true);
+      if (this.catchingUp) this.resetElectionDeadline();
+      else this.startElection(true);
     }
   }
 
@@ -298,7 +313,7 @@ export class RaftNode {
   private onVote(m: Extract<Message, { kind: 'vote' }>): void {
     const upToDate = m.lastTerm > this.lastTerm || (m.lastTerm === this.lastTerm && m.lastIndex >= this.lastIndex);
     // Stickiness: while a leader may be alive no vote is granted, so its lease holds.
-    const leaderAlive = this.role === 'leader' || this.heardFromLeaderRecently();
+    const leaderAlive = this.role === 'leader' || this.heardFromLeaderRecently() || this.catchingUp;
     if (m.prevote) {
       const granted = m.term > this.term && upToDate && !leaderAlive;
       this.send({ kind: 'voteReply', from: this.id, to: m.from, term: granted ? m.term : this.term, prevote: true, granted });
@@ -405,6 +420,10 @@ export class RaftNode {
       p.match = Math.max(p.match, m.match);
       p.next = Math.max(p.next, p.match + 1);
       this.advanceCommit();
+    } else if (m.lost) {
+      // It lost entries it had acknowledged: start again from what it holds.
+      p.match = Math.min(p.match, m.match);
+      p.next = m.match + 1;
     } else {
       // The follower's log does not hold prevIndex with prevTerm: back up to its hint.
       p.next = Math.max(p.match + 1, Math.min(p.next - 1, m.match + 1));
@@ -447,8 +466,9 @@ export class RaftNode {
   }
 
   private onAppend(m: Extract<Message, { kind: 'append' }>): void {
+    // lost: this replica may no longer hold what it acknowledged before (Restored.damaged).
     const reply = (success: boolean, match: number) =>
-      this.send({ kind: 'appendReply', from: this.id, to: m.from, term: this.term, success, match, stamp: m.stamp });
+      this.send({ kind: 'appendReply', from: this.id, to: m.from, term: this.term, success, match, stamp: m.stamp, lost: this.catchingUp });
     if (m.term < this.term) return reply(false, this.lastIndex);
     this.acceptLeader(m.from);
     if (m.prevIndex < this.snapshot.index) {
@@ -476,6 +496,10 @@ export class RaftNode {
     }
     const lastNew = m.prevIndex + m.entries.length;
     if (m.commit > this.commitIndex) this.commitIndex = Math.min(m.commit, lastNew);
+    if (this.catchingUp && lastNew >= m.commit) {
+      this.catchingUp = false;
+      this.persistHardState();
+    }
     reply(true, lastNew);
   }
 
@@ -517,7 +541,7 @@ export class RaftNode {
   }
 
   private persistHardState(): void {
-    this.out.hardState = { term: this.term, votedFor: this.votedFor };
+    this.out.hardState = { term: this.term, votedFor: this.votedFor, ...(this.catchingUp ? { catchingUp: true } : {}) };
   }
 
   private send(message: Message): void {

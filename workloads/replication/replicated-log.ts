@@ -13,7 +13,7 @@ import type { Logger } from '../observability/logger.js';
 import { metrics } from '../observability/http.js';
 import type { KvStore, KvWrite } from '../store/kv-store.js';
 import {
-  DEFAULT_RAFT_CONFIG, RaftNode, type Entry, type HardState, type Message, type NodeId, type Output, type RaftConfig, type Snapshot,
+  DEFAULT_RAFT_CONFIG, RaftNode, type Entry, type HardState, type Message, type NodeId, type Output, type RaftConfig, type Restored, type Snapshot,
 } from './raft.js';
 
 /** What a replicated log's owner keeps: the state machine over its committed entries. */
@@ -58,6 +58,7 @@ const fsyncs = new Counter({ name: 'groupchat_log_fsync_total', help: 'fdatasync
 const leaderChanges = new Counter({ name: 'groupchat_log_leader_changes_total', help: 'Times this replica became or stopped being leader', labelNames: ['log', 'to'], registers: [metrics] });
 const termGauge = new Gauge({ name: 'groupchat_log_term', help: 'The current term of the replicated log', labelNames: ['log'], registers: [metrics] });
 const lagGauge = new Gauge({ name: 'groupchat_log_apply_lag_entries', help: 'Entries in the log not yet applied here', labelNames: ['log'], registers: [metrics] });
+const damagedStarts = new Counter({ name: 'groupchat_log_damaged_starts_total', help: 'Starts that found the log damaged (the replica then catches up from the leader before it votes)', labelNames: ['log'], registers: [metrics] });
 const logEntries = new Gauge({ name: 'groupchat_log_entries', help: 'Entries in the log after its snapshot', labelNames: ['log'], registers: [metrics] });
 
 const HARD = 'h';
@@ -77,7 +78,7 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
   private closed = false;
   private failure: Error | null = null;
 
-  private constructor(private readonly o: ReplicatedLogOptions, restored: { hardState: HardState; snapshot: Snapshot; entries: Entry[]; applied: number }) {
+  private constructor(private readonly o: ReplicatedLogOptions, restored: Restored) {
     super();
     const config = o.config ?? DEFAULT_RAFT_CONFIG;
     this.raft = new RaftNode(o.self, o.voters, config, Math.random, restored, performance.now());
@@ -99,20 +100,29 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
     const snapshot: Snapshot = snap ? decodeSnapshot(snap) : { index: 0, term: 0, data: new Uint8Array() };
     const rows = await o.kv.range(key.entry(snapshot.index + 1), key.entry(Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER);
     const entries: Entry[] = [];
+    let damaged = false;
     for (const row of rows) {
       const expected = (entries.length ? entries[entries.length - 1]!.index : snapshot.index) + 1;
       const entry = row.value.length >= 16 ? decodeEntry(row.value) : null;
       if (entry?.index !== expected) {
-        // A hole or a damaged entry: serve nothing past it; the leader sends the rest again (a follower
-        // only acknowledges what it holds, and a leader's election needs a log as complete as a majority's).
-        o.log.error({ log: o.name, expected, found: entry?.index ?? `${row.value.length} bytes` }, 'room log damaged at this entry; ignoring it and every entry after it');
+        // A hole or a damaged entry: serve nothing past it, and take the rest from the leader. Entries
+        // this replica acknowledged may be among those dropped, so until it has caught up it neither
+        // votes nor campaigns (raft.ts, Restored.damaged), and it records that before anything else.
+        o.log.error({ log: o.name, expected, found: entry?.index ?? `${row.value.length} bytes` },
+          'log damaged at this entry: ignoring it and every entry after it; this replica takes them from the leader and votes for nobody until it has');
+        damaged = true;
         break;
       }
       entries.push(entry);
     }
+    if (damaged) {
+      hardState.catchingUp = true;
+      await o.kv.write([{ key: key.meta(HARD), value: Buffer.from(JSON.stringify(hardState)) }]);
+      damagedStarts.inc({ log: o.name });
+    }
     const appliedIndex = Math.min(applied ? Number(applied.readBigUInt64BE(0)) : 0, entries.length ? entries[entries.length - 1]!.index : snapshot.index);
     o.log.info({ log: o.name, term: hardState.term, snapshot: snapshot.index, entries: entries.length, applied: appliedIndex }, 'replicated log opened');
-    return new ReplicatedLog(o, { hardState, snapshot, entries, applied: Math.max(appliedIndex, snapshot.index) });
+    return new ReplicatedLog(o, { hardState, snapshot, entries, applied: Math.max(appliedIndex, snapshot.index), damaged });
   }
 
   /** True when this replica leads, holds its lease, and has applied every entry before its term: it may number new work. */

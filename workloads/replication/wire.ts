@@ -20,7 +20,7 @@ export function toWire(m: Message, partition: number): NonNullable<Parameters<ty
       ...base, prevIndex: m.prevIndex, prevTerm: m.prevTerm, commit: m.commit, stamp: m.stamp,
       entries: m.entries.map((e) => ({ index: e.index, term: e.term, data: e.data })),
     };
-    case 'appendReply': return { ...base, success: m.success, match: m.match, stamp: m.stamp };
+    case 'appendReply': return { ...base, success: m.success, match: m.match, stamp: m.stamp, lost: m.lost ?? false };
     case 'snapshot': return { ...base, stamp: m.stamp, snapshot: { index: m.snapshot.index, term: m.snapshot.term, data: m.snapshot.data } };
   }
 }
@@ -35,7 +35,7 @@ export function fromWire(w: Wire): Message | string {
   switch (kind) {
     case 'vote': return { ...base, kind, prevote: w.prevote, lastIndex: n(w.lastIndex), lastTerm: n(w.lastTerm) };
     case 'voteReply': return { ...base, kind, prevote: w.prevote, granted: w.granted };
-    case 'appendReply': return { ...base, kind, success: w.success, match: n(w.match), stamp: w.stamp };
+    case 'appendReply': return { ...base, kind, success: w.success, match: n(w.match), stamp: w.stamp, lost: w.lost };
     case 'append': {
       const prevIndex = n(w.prevIndex);
       const entries: Entry[] = [];
