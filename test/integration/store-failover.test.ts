@@ -5,9 +5,8 @@
 // from the replicas' answers, and every acknowledged message is delivered
 // once, at consecutive inbox positions.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
-import { toNumber } from '../../workloads/protocol/index.js';
-import { ChatClient, type InboxMessage } from '../../workloads/sdk/chat-client.js';
-import { eventually, startLocalCluster, type LocalClusterHandle, type ProcessStatus } from '../support/cluster.js';
+import { startLocalCluster, type LocalClusterHandle, type ProcessStatus } from '../support/cluster.js';
+import { expectEachAckedOnce, loginWithInbox } from '../support/inbox.js';
 
 let cluster: LocalClusterHandle;
 
@@ -19,13 +18,7 @@ afterAll(async () => {
   await cluster.stop();
 });
 
-async function login(gateway: number, userId: number): Promise<{ client: ChatClient; inbox: InboxMessage[] }> {
-  const client = await ChatClient.connect(cluster.ready.gateways[gateway]!);
-  const inbox: InboxMessage[] = [];
-  client.on('inbox', (m) => inbox.push(m));
-  await client.login(userId, `user-${userId}`);
-  return { client, inbox };
-}
+const login = (gateway: number, userId: number) => loginWithInbox(cluster.ready.gateways[gateway]!, userId);
 
 test('the pi leader SIGKILLed for good while directs flow: the other two replicas take over; every acked direct is delivered once', async () => {
   const sender = await login(0, 7001);
@@ -55,10 +48,6 @@ test('the pi leader SIGKILLed for good while directs flow: the other two replica
   }));
   console.log(`pi leader SIGKILL: first direct sent after the kill acknowledged ${firstAckAfterKill - killedAt} ms later`);
   expect(acked.length).toBe(600);
-  await eventually(() => receiver.inbox.length >= 600, '600 inbox messages');
-  const received = receiver.inbox.map((m) => Buffer.from(m.payload).toString());
-  expect(new Set(received).size).toBe(received.length); // nothing twice
-  expect(new Set(received)).toEqual(new Set(acked)); // nothing lost
-  expect(receiver.inbox.map((m) => toNumber(m.position))).toEqual(received.map((_, i) => i + 1));
+  await expectEachAckedOnce(receiver.inbox, acked);
   await Promise.all([sender.client.close(), receiver.client.close()]);
 }, 120_000);
