@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import type { Logger } from '../observability/logger.js';
 import { peer } from '../protocol/index.js';
-import { DEFAULT_RAFT_CONFIG, type Entry, type Message, type NodeId, type RaftConfig } from '../replication/raft.js';
+import type { Entry, Message, NodeId } from '../replication/raft.js';
 import { ReplicatedLog, type LogStateMachine } from '../replication/replicated-log.js';
 import { KvStore, type KvWrite } from './kv-store.js';
 import { readU64, u64 } from './keys.js';
@@ -42,9 +42,6 @@ export const DEFAULT_COMPACTION: CompactionLimits = {
   maxEntries: 4096, maxBytes: 32 << 20, keepEntries: 1024, keepBytes: 8 << 20, intervalMs: 5000,
 };
 
-/** Entries per append: a Xiu entry holds up to 64 KiB of payload, and a peer frame at most 1 MiB. */
-export const STORE_RAFT_CONFIG: RaftConfig = { ...DEFAULT_RAFT_CONFIG, maxBatch: 8 };
-
 export interface ReplicatedStoreOptions {
   /** This replica's voter id, and every voter of the partition ("<role>-<partition>-<replica>"). */
   self: NodeId;
@@ -56,7 +53,6 @@ export interface ReplicatedStoreOptions {
   /** Asks another voter for one page of its data. */
   copyFrom(voter: NodeId, request: CopyRequest): Promise<CopyReply>;
   compaction?: CompactionLimits;
-  config?: RaftConfig;
 }
 
 const DATA_START = Buffer.from('d');
@@ -142,7 +138,7 @@ export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
     if (copying) machine.copyingFor = readU64(copying);
     log = await ReplicatedLog.open({
       name: 'store', self: o.self, voters: o.voters, kv, dataDir: o.dataDir, stateMachine: machine,
-      send: o.send, log: o.log, config: o.config ?? STORE_RAFT_CONFIG,
+      send: o.send, log: o.log,
     });
     return new ReplicatedStore(kv, log, machine, o);
   }
