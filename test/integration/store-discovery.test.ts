@@ -20,7 +20,7 @@ import { StoreClient } from '../../workloads/store/store-client.js';
 const dir = mkdtempSync(join(tmpdir(), 'store-discovery-'));
 const registry = new EmbeddedRegistry({ ...defaultTopology(1, 1, 1), roles: { ...defaultTopology(1, 1, 1).roles, pi: { partitions: 1, replicas: 3 } } }, 600_000);
 const replicas = new Map<number, { instance: RoleInstance; memberId: string }>();
-const client = new StoreClient('pi', registry, { memberId: 'relay-0-0-test', role: 'relay' }, 20_000);
+const client = new StoreClient('pi', registry, { memberId: 'relay-0-0-test', role: 'relay' }, 60_000);
 
 afterAll(async () => {
   client.close();
@@ -52,4 +52,4 @@ test('a store client finds the leader, and the next one after the leader stops, 
   expect(toNumber((await append(2)).position)).toBe(2);
   expect(toNumber((await append(1)).position)).toBe(1); // a retry of the first: idempotent on the new leader too
   expect(registry.members().some((m) => m.leader)).toBe(false);
-}, 60_000);
+});

@@ -24,9 +24,9 @@ test('the pi leader SIGKILLed for good while directs flow: the other two replica
   const sender = await login(0, 7001);
   const receiver = await login(1, 7002);
   let leader: ProcessStatus | undefined;
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   while (!(leader = (await cluster.processes()).find((p) => p.role === 'pi' && p.member?.leader))) {
-    if (Date.now() > deadline) throw new Error('no pi leader in the registry within 30 s');
+    if (Date.now() > deadline) throw new Error('no pi leader in the registry within 60 s');
     await new Promise((r) => setTimeout(r, 100));
   }
   const texts = Array.from({ length: 600 }, (_, i) => `direct ${i}`);
@@ -50,4 +50,4 @@ test('the pi leader SIGKILLed for good while directs flow: the other two replica
   expect(acked.length).toBe(600);
   await expectEachAckedOnce(receiver.inbox, acked);
   await Promise.all([sender.client.close(), receiver.client.close()]);
-}, 120_000);
+});

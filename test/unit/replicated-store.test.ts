@@ -43,7 +43,7 @@ class Partition {
         const readAt = source.appliedIndex;
         const page = await source.serveCopy(request);
         if (page.ok && this.copyLag > 0) {
-          await eventually(() => this.stores.get(voter)!.appliedIndex >= readAt + this.copyLag, 'the copying replica applies past the page', 20_000);
+          await eventually(() => this.stores.get(voter)!.appliedIndex >= readAt + this.copyLag, 'the copying replica applies past the page');
         }
         return page;
       },
@@ -59,7 +59,7 @@ class Partition {
 
   async leader(): Promise<ReplicatedStore> {
     let found: ReplicatedStore | undefined;
-    await eventually(() => (found = [...this.stores.entries()].find(([v, s]) => !this.cut.has(v) && s.serving)?.[1]) !== undefined, 'a serving leader', 20_000);
+    await eventually(() => (found = [...this.stores.entries()].find(([v, s]) => !this.cut.has(v) && s.serving)?.[1]) !== undefined, 'a serving leader');
     return found!;
   }
 
@@ -95,11 +95,11 @@ test('a write is done once a majority has it and the leader applied it; a replic
   const next = await partition.leader();
   await next.propose([{ key: key(4), value: Buffer.from('four') }]);
   for (const store of partition.stores.values()) {
-    await eventually(() => store.appliedIndex >= next.appliedIndex, 'every replica applies the new leader\'s entries', 20_000);
+    await eventually(() => store.appliedIndex >= next.appliedIndex, 'every replica applies the new leader\'s entries');
     expect((await store.get(key(1)))?.toString()).toBe('one');
     expect(await store.get(key(3))).toBeNull(); // the cut-off leader's entry was never committed
   }
-}, 60_000);
+});
 
 test('a replica whose data directory was wiped, behind a compacted log, copies the data while writes go on and ends with exactly the leader\'s', async () => {
   partition = new Partition({ maxEntries: 40, maxBytes: 1 << 20, keepEntries: 10, keepBytes: 1 << 20, intervalMs: 50 }, 5);
@@ -116,7 +116,7 @@ test('a replica whose data directory was wiped, behind a compacted log, copies t
   await partition.stop(wiped);
   rmSync(partition.dirs.get(wiped)!, { recursive: true, force: true });
   for (let i = 301; i <= 400; i++) await write(i);
-  await eventually(() => leader.firstIndex > 300, 'the leader compacts its log past what the wiped replica had', 20_000);
+  await eventually(() => leader.firstIndex > 300, 'the leader compacts its log past what the wiped replica had');
 
   const rejoined = await partition.start(wiped);
   let i = 401;
@@ -126,7 +126,7 @@ test('a replica whose data directory was wiped, behind a compacted log, copies t
     await write(i++);
   }
   await write(i++);
-  await eventually(() => rejoined.appliedIndex >= leader.appliedIndex && !rejoined.copying, 'the wiped replica catches up', 30_000);
+  await eventually(() => rejoined.appliedIndex >= leader.appliedIndex && !rejoined.copying, 'the wiped replica catches up');
   expect(await all(rejoined)).toEqual(await all(leader));
   expect(leader.firstIndex).toBeGreaterThan(1); // the log stays bounded
-}, 90_000);
+});
