@@ -3,8 +3,9 @@
 // and room gap recovery.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { messageIdKey, toNumber, type Delivery } from '../../workloads/protocol/index.js';
-import { ChatClient, ChatError, type InboxMessage } from '../../workloads/sdk/chat-client.js';
+import { ChatClient, ChatError } from '../../workloads/sdk/chat-client.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
+import { expectEachAckedOnce, inboxText, loginWithInbox } from '../support/inbox.js';
 
 let cluster: LocalClusterHandle;
 
@@ -16,15 +17,9 @@ afterAll(async () => {
   await cluster.stop();
 });
 
-async function login(gateway: number, userId: number): Promise<{ client: ChatClient; inbox: InboxMessage[] }> {
-  const client = await ChatClient.connect(cluster.ready.gateways[gateway]!);
-  const inbox: InboxMessage[] = [];
-  client.on('inbox', (m) => inbox.push(m));
-  await client.login(userId, `user-${userId}`);
-  return { client, inbox };
-}
+const login = (gateway: number, userId: number) => loginWithInbox(cluster.ready.gateways[gateway]!, userId);
 
-const text = (m: InboxMessage) => Buffer.from(m.payload).toString();
+const text = inboxText;
 
 async function sendAll(sender: ChatClient, to: number, texts: string[], concurrency = 32): Promise<void> {
   let next = 0;
@@ -81,11 +76,7 @@ describe('one-to-one and offline messages', () => {
       }
     }));
     expect(acked.length).toBe(600);
-    await eventually(() => receiver.inbox.length >= 600, '600 inbox messages');
-    const received = receiver.inbox.map(text);
-    expect(new Set(received).size).toBe(received.length); // nothing twice
-    expect(new Set(received)).toEqual(new Set(acked)); // nothing lost
-    expect(receiver.inbox.map((m) => toNumber(m.position))).toEqual(received.map((_, i) => i + 1));
+    await expectEachAckedOnce(receiver.inbox, acked);
     await Promise.all([sender.client.close(), receiver.client.close()]);
   });
 

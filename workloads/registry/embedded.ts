@@ -75,10 +75,6 @@ export class EmbeddedRegistry extends EventEmitter<RegistryEvents> implements Re
     return this.lease(name, holder, ttlMs);
   }
 
-  async releaseLease(name: string, holder: string): Promise<void> {
-    this.release(name, holder);
-  }
-
   /** Synchronous form, for the IPC server. */
   lease(name: string, holder: string, ttlMs: number): LeaseState {
     const now = this.now();
@@ -90,14 +86,6 @@ export class EmbeddedRegistry extends EventEmitter<RegistryEvents> implements Re
       this.leases.set(name, lease);
     }
     return { holder: lease.holder, term: lease.term };
-  }
-
-  release(name: string, holder: string): void {
-    const lease = this.leases.get(name);
-    if (lease?.holder === holder) {
-      lease.holder = null;
-      lease.expiresAt = 0;
-    }
   }
 
   async close(): Promise<void> {

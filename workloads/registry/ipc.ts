@@ -14,7 +14,6 @@ const ChildMessage = z.discriminatedUnion('registry', [
   z.object({ registry: z.literal('renew'), id: z.string() }),
   z.object({ registry: z.literal('remove'), id: z.string() }),
   z.object({ registry: z.literal('lease'), call: z.number(), name: z.string(), holder: z.string(), ttlMs: z.number().positive() }),
-  z.object({ registry: z.literal('release'), name: z.string(), holder: z.string() }),
 ]);
 
 const Expired = z.object({ registry: z.literal('expired'), id: z.string() });
@@ -58,11 +57,9 @@ export function serveRegistryOverIpc(registry: EmbeddedRegistry, child: ChildPro
     } else if (message.registry === 'remove') {
       owned.delete(message.id);
       registry.remove(message.id);
-    } else if (message.registry === 'lease') {
+    } else {
       const state = registry.lease(message.name, message.holder, message.ttlMs);
       if (child.connected) child.send({ registry: 'leaseState', call: message.call, ...state });
-    } else {
-      registry.release(message.name, message.holder);
     }
   });
   child.once('exit', () => {
@@ -151,10 +148,6 @@ export class IpcRegistry extends EventEmitter<RegistryEvents> implements Registr
       this.calls.set(call, resolve);
       process.send!({ registry: 'lease', call, name, holder, ttlMs });
     });
-  }
-
-  async releaseLease(name: string, holder: string): Promise<void> {
-    if (process.connected) process.send!({ registry: 'release', name, holder });
   }
 
   async close(): Promise<void> {

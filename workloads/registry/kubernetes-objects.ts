@@ -14,7 +14,7 @@ export const MEMBER_ANNOTATION = 'groupchat.dev/member';
 export const TOPOLOGY_KEY = 'topology.json';
 
 export const topologyConfigMapName = (cluster: string) => `${cluster}-topology`;
-/** The Lease a replicated partition's leader holds (`name` is e.g. "xiu-3"). */
+/** The Lease acquireLease takes (a gateway ordinal's, `name` e.g. "gateway-ordinal-3"). */
 export const leaderLeaseName = (cluster: string, name: string) => `${cluster}-leader-${name}`;
 export const memberLeaseSelector = (cluster: string) => `${LABEL_CLUSTER}=${cluster},${LABEL_LEASE}=member`;
 

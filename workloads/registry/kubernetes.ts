@@ -244,16 +244,6 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     return owner ? { ownerReferences: [{ apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid }] } : {};
   }
 
-  async releaseLease(name: string, holder: string): Promise<void> {
-    const { namespace, cluster } = this.options;
-    const leaseName = leaderLeaseName(cluster, name);
-    const current = await this.coordination.readNamespacedLease({ name: leaseName, namespace });
-    if (current.spec?.holderIdentity !== holder) return;
-    // Held by nobody: the next candidate takes it without waiting for expiry.
-    const { holderIdentity: _released, ...rest } = current.spec;
-    await this.coordination.replaceNamespacedLease({ name: leaseName, namespace, body: { ...current, spec: rest } });
-  }
-
   private async leaseState(leaseName: string): Promise<LeaseState> {
     const lease = await this.coordination.readNamespacedLease({ name: leaseName, namespace: this.options.namespace });
     return { holder: lease.spec?.holderIdentity || null, term: lease.spec?.leaseTransitions ?? 0 };

@@ -26,10 +26,9 @@ export interface Registry extends EventEmitter<RegistryEvents> {
   members(): Member[];
   register(member: Member): Promise<Registration>;
   /**
-   * Takes the lease if it is free or expired, or renews it if holder has it.
-   * Leader election for replicated roles (a Kubernetes Lease in a cluster).
+   * Takes the lease if it is free or expired, or renews it if holder has it
+   * (a Kubernetes Lease in a cluster): a gateway's ordinal.
    */
   acquireLease(name: string, holder: string, ttlMs: number): Promise<LeaseState>;
-  releaseLease(name: string, holder: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,32 +1,26 @@
-// A key-value store replicated from one leader to its followers, for the
-// roles that hold hard state (pi, xiu). Every write is a log entry (index,
-// term, key-value ops) applied atomically with the data it changes; the
-// leader ships entries to followers and a write counts as done only once a
-// follower has it on disk too (unless that is turned off), so losing one pod
-// loses nothing acknowledged. Leadership is a registry lease, taken only by a
-// replica no live peer is ahead of; a follower whose log diverged from the
-// new leader's (an unacknowledged tail) drops it and takes the leader's.
+// A key-value store replicated by the Raft core (workloads/replication), for
+// the roles that hold hard state (pi, xiu). Every write is one log entry (a
+// StoreEntry of key-value ops); it counts as done once a majority of the
+// partition's replicas have it on disk and the leader has applied it, in one
+// RocksDB batch with the log's applied index. The replicas elect the leader
+// among themselves, so nothing here asks the registry.
+//
+// The data lives in RocksDB, not in the log, so the log is compacted whenever
+// it grows past its limits and its snapshot names no state: a replica that
+// receives it (it was too far behind, or its data directory was wiped) clears
+// its data and copies the data range, page by page, from a replica that has
+// applied at least as much as the snapshot stands for, then re-applies every
+// entry it holds after the snapshot. Every op is a blind put or delete, so
+// re-applying entries over pages read at later positions converges to the
+// state at the newest one; until the copy is done the replica may not lead.
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import type { Logger } from '../observability/logger.js';
-import { peer, toNumber, type Long, type PeerFrame } from '../protocol/index.js';
-import type { Registry } from '../registry/registry.js';
-import type { PeerIdentity, PeerLink } from '../transport/peer-link.js';
-import { PeerPool } from '../transport/peer-pool.js';
+import { peer } from '../protocol/index.js';
+import type { Entry, Message, NodeId } from '../replication/raft.js';
+import { ReplicatedLog, type LogStateMachine } from '../replication/replicated-log.js';
 import { KvStore, type KvWrite } from './kv-store.js';
-
-export interface ReplicatedStoreOptions {
-  role: 'pi' | 'xiu';
-  partition: number;
-  self: PeerIdentity;
-  dataDir: string;
-  registry: Registry;
-  log: Logger;
-  /** Acknowledge a write only once a follower has it (default true). */
-  requireFollowerAck?: boolean;
-  ackTimeoutMs?: number;
-  leaseTtlMs?: number;
-}
+import { readU64, u64 } from './keys.js';
 
 export class StoreUnavailable extends Error {
   constructor(readonly status: number, message: string) {
@@ -34,109 +28,160 @@ export class StoreUnavailable extends Error {
   }
 }
 
-interface Position { index: number; term: number }
-interface FollowerState { link: PeerLink; nextIndex: number; matchIndex: number; probing: boolean; sending: boolean }
-interface Waiter { index: number; resolve: () => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
-type LogEntry = { index: number; term: number; ops: Array<{ key: Uint8Array; value: Uint8Array; delete: boolean }> };
+/** One op of a store write: a put, or with delete a removal of the key. */
+export type StoreOp = Omit<KvWrite, 'rangeEnd'>;
 
-const DATA = 0x64; // 'd'
-const LOG = 0x6c; // 'l'
-const META = Buffer.from('m/last');
-const RECENT_ENTRIES = 4096;
-const BATCH_ENTRIES = 128;
-const WINDOW_ENTRIES = 2048;
+/** One page of a copy: keys after afterKey, from a replica that applied at least minApplied. */
+export interface CopyRequest { afterKey: Uint8Array; minApplied: number }
+export interface CopyReply { ok: boolean; rows: Array<{ key: Uint8Array; value: Uint8Array }>; done: boolean; message: string }
 
-function logKey(index: number): Buffer {
-  const key = Buffer.alloc(9);
-  key[0] = LOG;
-  key.writeBigUInt64BE(BigInt(index), 1);
-  return key;
+/** When the log is compacted, and how much of its newest part stays for followers a little behind. */
+export interface CompactionLimits { maxEntries: number; maxBytes: number; keepEntries: number; keepBytes: number; intervalMs: number }
+
+export const DEFAULT_COMPACTION: CompactionLimits = {
+  maxEntries: 4096, maxBytes: 32 << 20, keepEntries: 1024, keepBytes: 8 << 20, intervalMs: 5000,
+};
+
+export interface ReplicatedStoreOptions {
+  /** This replica's voter id, and every voter of the partition ("<role>-<partition>-<replica>"). */
+  self: NodeId;
+  voters: NodeId[];
+  dataDir: string;
+  log: Logger;
+  /** Sends a replication message to another voter (a lost one is the core's to repeat). */
+  send(message: Message): void;
+  /** Asks another voter for one page of its data. */
+  copyFrom(voter: NodeId, request: CopyRequest): Promise<CopyReply>;
+  compaction?: CompactionLimits;
 }
 
-function dataKey(key: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.of(DATA), key]);
+const DATA_START = Buffer.from('d');
+const DATA_END = Buffer.from('e');
+/** Present while this replica's data is being copied; its value is the copy's min_applied. */
+const COPYING = Buffer.from('copy');
+const COPY_PAGE_ROWS = 256;
+const COPY_PAGE_BYTES = 512 * 1024;
+const COPY_RETRY_MS = 200;
+const LEADERSHIP_CHECK_MS = 50;
+
+const dataKey = (key: Uint8Array) => Buffer.concat([DATA_START, key]);
+
+/** The log's state machine: entries' ops onto the data range, and the copy marker on a snapshot. */
+class StoreStateMachine implements LogStateMachine {
+  /** The min_applied of the copy under way, or 0 when this replica's data is complete. */
+  copyingFor = 0;
+  /** Called when a snapshot replaced the data: a copy must start. */
+  onRestore: () => void = () => undefined;
+
+  constructor(private readonly appliedIndex: () => number) {}
+
+  apply(entries: Entry[]): KvWrite[] {
+    const writes: KvWrite[] = [];
+    for (const entry of entries) {
+      if (entry.data.length === 0) continue; // a new leader's no-op
+      for (const op of peer.StoreEntry.decode(entry.data).ops) {
+        const key = dataKey(op.key ?? new Uint8Array());
+        writes.push(op.delete ? { key, delete: true } : { key, value: op.value ?? new Uint8Array() });
+      }
+    }
+    return writes;
+  }
+
+  /** The state is the data range in RocksDB; the snapshot only says how far a copy's source must have applied. */
+  snapshot(): Uint8Array {
+    return u64(this.appliedIndex());
+  }
+
+  restore(data: Uint8Array): KvWrite[] {
+    this.copyingFor = Math.max(1, readU64(Buffer.from(data)));
+    queueMicrotask(() => this.onRestore());
+    return [{ key: DATA_START, rangeEnd: DATA_END, delete: true }, { key: COPYING, value: u64(this.copyingFor) }];
+  }
 }
 
-function ahead(a: Position, b: Position): boolean {
-  return a.term > b.term || (a.term === b.term && a.index > b.index);
-}
+interface Waiter { term: number; resolve: () => void; reject: (err: Error) => void }
 
 export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
-  leader = false;
-  private term = 0;
-  private last: Position = { index: 0, term: 0 };
-  private durable = Promise.resolve();
-  private leaseValidUntil = 0;
-  private readonly recent = new Map<number, LogEntry>();
-  private readonly followers = new Map<string, FollowerState>();
-  private readonly positions = new Map<string, Position>();
-  private waiters: Waiter[] = [];
-  private readonly peers: PeerPool;
+  /** True from when this replica became a serving leader (everything before its term applied) until it lost leadership. */
+  leading = false;
+  private leadingTerm = 0;
+  private readonly waiters = new Map<number, Waiter>();
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly leaseName: string;
-  private readonly requireFollowerAck: boolean;
-  private readonly ackTimeoutMs: number;
-  private readonly leaseTtlMs: number;
-  private electing = false;
-  private replicaCount = 1;
+  private copyGeneration = 0;
+  private copySourceTurn = 0;
+  private compacting = false;
+  private closed = false;
 
-  private constructor(private readonly kv: KvStore, private readonly o: ReplicatedStoreOptions) {
+  private constructor(
+    private readonly kv: KvStore,
+    private readonly log: ReplicatedLog,
+    private readonly machine: StoreStateMachine,
+    private readonly o: ReplicatedStoreOptions,
+  ) {
     super();
-    this.leaseName = `${o.role}-${o.partition}`;
-    this.requireFollowerAck = o.requireFollowerAck ?? true;
-    this.ackTimeoutMs = o.ackTimeoutMs ?? 3000;
-    this.leaseTtlMs = o.leaseTtlMs ?? 2000;
-    this.peers = new PeerPool(o.self);
-    this.peers.on('up', (member, link) => {
-      link.on('frame', (frame) => this.handleFrame(link, frame));
-      if (this.leader) this.probe(member.id, link);
+    machine.onRestore = () => this.startCopy();
+    log.on('leadership', () => this.checkLeadership());
+    log.on('applied', (entries) => this.onApplied(entries));
+    const compaction = o.compaction ?? DEFAULT_COMPACTION;
+    this.timers.push(setInterval(() => this.checkLeadership(), LEADERSHIP_CHECK_MS));
+    this.timers.push(setInterval(() => void this.compact(compaction), compaction.intervalMs));
+    for (const t of this.timers) t.unref();
+    if (machine.copyingFor) this.startCopy(); // a copy a restart interrupted
+  }
+
+  static async open(o: ReplicatedStoreOptions): Promise<ReplicatedStore> {
+    mkdirSync(o.dataDir, { recursive: true });
+    const kv = await KvStore.open(o.dataDir);
+    let log: ReplicatedLog | null = null;
+    const machine = new StoreStateMachine(() => log?.appliedIndex ?? 0);
+    const copying = await kv.get(COPYING);
+    if (copying) machine.copyingFor = readU64(copying);
+    log = await ReplicatedLog.open({
+      name: 'store', self: o.self, voters: o.voters, kv, dataDir: o.dataDir, stateMachine: machine,
+      send: o.send, log: o.log,
     });
-    this.peers.on('down', (member) => this.followers.delete(member.id));
-    const sync = () => {
-      const replicas = o.registry.members().filter((m) => m.role === o.role && m.partition === o.partition);
-      this.replicaCount = Math.max(replicas.length, o.registry.topology().roles[o.role]?.replicas ?? 1);
-      this.peers.sync(replicas.filter((m) => m.id !== o.self.memberId));
-    };
-    o.registry.on('members', sync);
-    sync();
-    this.timers.push(setInterval(() => void this.elect(), Math.max(100, this.leaseTtlMs / 4)));
-    this.timers.push(setInterval(() => this.announce(), 250));
+    return new ReplicatedStore(kv, log, machine, o);
   }
 
-  static async open(options: ReplicatedStoreOptions): Promise<ReplicatedStore> {
-    mkdirSync(options.dataDir, { recursive: true });
-    const kv = await KvStore.open(options.dataDir);
-    const store = new ReplicatedStore(kv, options);
-    const meta = await kv.get(META);
-    if (meta) store.last = { index: Number(meta.readBigUInt64BE(0)), term: Number(meta.readBigUInt64BE(8)) };
-    options.log.info({ lastIndex: store.last.index, lastTerm: store.last.term }, 'store opened');
-    return store;
+  /** True while this replica leads and holds its lease: it may answer reads and take writes. */
+  get serving(): boolean {
+    return this.leading && this.log.ready;
   }
 
-  get position(): Position {
-    return this.last;
+  /** The voter this replica takes for the leader (itself included), or null when it knows none. */
+  get leaderId(): NodeId | null {
+    return this.log.leaderId;
+  }
+
+  get appliedIndex(): number {
+    return this.log.appliedIndex;
+  }
+
+  /** The first index still in the log (everything before it was compacted). */
+  get firstIndex(): number {
+    return this.log.raft.firstIndex;
+  }
+
+  /** True while this replica's data is being copied after a snapshot. */
+  get copying(): boolean {
+    return this.machine.copyingFor !== 0;
   }
 
   /**
-   * Appends ops as the next log entry (leader only). The returned promise
-   * settles when the entry is durable here and, by default, on a follower.
-   * Callers compute ops synchronously from state they hold, then call this.
+   * Appends ops as one log entry (serving leader only; otherwise throws
+   * StoreUnavailable NOT_LEADER). Settles once the entry is committed and
+   * applied here, so a read after it sees the write; rejects with NOT_LEADER
+   * if leadership is lost first (the entry may still be committed later:
+   * callers retry idempotently). Callers compute ops synchronously from state
+   * they hold, then call this.
    */
-  propose(ops: KvWrite[]): Promise<void> {
-    this.assertLeader();
-    const entry: LogEntry = {
-      index: this.last.index + 1, term: this.term,
-      ops: ops.map((op) => ({ key: op.key, value: op.value ?? new Uint8Array(), delete: op.delete ?? false })),
-    };
-    const local = this.applyLocally(entry);
-    for (const [id, follower] of this.followers) if (!follower.probing) this.pump(id, follower);
-    return Promise.all([local, this.replicated(entry.index)]).then(() => undefined);
-  }
-
-  /** Settles when everything written so far is durable and replicated (for idempotent retries). */
-  settled(): Promise<void> {
-    this.assertLeader();
-    return Promise.all([this.durable, this.replicated(this.last.index)]).then(() => undefined);
+  propose(ops: StoreOp[]): Promise<void> {
+    if (!this.serving) throw this.notLeader('not serving');
+    if (ops.length === 0) return Promise.resolve();
+    const data = peer.StoreEntry.encode({ ops: ops.map((op) => ({ key: op.key, value: op.value ?? new Uint8Array(), delete: op.delete ?? false })) }).finish();
+    const index = this.log.propose(data);
+    if (index === null) throw this.notLeader('its lease lapsed');
+    return new Promise((resolve, reject) => this.waiters.set(index, { term: this.log.raft.term, resolve, reject }));
   }
 
   async get(key: Uint8Array): Promise<Buffer | null> {
@@ -148,240 +193,158 @@ export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
     return rows.map((r) => ({ key: r.key.subarray(1), value: r.value }));
   }
 
+  /** A replication message from another voter. */
+  receive(message: Message): void {
+    this.log.receive(message);
+  }
+
+  /** One page of this replica's data for a replica that is copying; refused while this one's own data is incomplete or behind. */
+  async serveCopy(request: CopyRequest): Promise<CopyReply> {
+    const refuse = (message: string): CopyReply => ({ ok: false, rows: [], done: false, message });
+    if (this.copying) return refuse(`${this.o.self} is copying its own data`);
+    const applied = this.log.appliedIndex;
+    await this.kv.write([]); // what was applied so far is in RocksDB
+    if (applied < request.minApplied) return refuse(`${this.o.self} has applied ${applied}, the copy needs ${request.minApplied}`);
+    const from = request.afterKey.length === 0 ? DATA_START : Buffer.concat([dataKey(request.afterKey), Buffer.of(0)]);
+    const rows = await this.kv.range(from, DATA_END, COPY_PAGE_ROWS);
+    if (this.copying) return refuse(`${this.o.self} started copying its own data`);
+    const page: CopyReply['rows'] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      if (page.length > 0 && bytes + row.key.length + row.value.length > COPY_PAGE_BYTES) break;
+      bytes += row.key.length + row.value.length;
+      page.push({ key: row.key.subarray(DATA_START.length), value: row.value });
+    }
+    return { ok: true, rows: page, done: page.length === rows.length && rows.length < COPY_PAGE_ROWS, message: '' };
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
     for (const t of this.timers) clearInterval(t);
-    this.peers.close();
-    if (this.leader) await this.o.registry.releaseLease(this.leaseName, this.o.self.memberId).catch(() => undefined);
-    this.stepDown('closing');
-    await this.durable;
+    this.loseLeadership('closing');
+    await this.log.close();
+    await this.kv.write([]).catch(() => undefined);
     await this.kv.close();
   }
 
-  /** Frames of the replication protocol; returns false for any other frame. */
-  handleFrame(link: PeerLink, frame: PeerFrame): boolean {
-    const from = link.remote?.memberId ?? '';
-    const replication = frame.body === 'replicateProbe' || frame.body === 'replicate' || frame.body === 'replicateAck';
-    if (replication && !this.isReplica(from)) {
-      // Terms and log entries are trusted only from replicas of this partition.
-      link.fail(13, `${from} is not a replica of ${this.leaseName}`);
-      return true;
+  private notLeader(why: string): StoreUnavailable {
+    return new StoreUnavailable(peer.StoreStatus.NOT_LEADER, `${this.o.self} is not the serving leader: ${why}`);
+  }
+
+  private onApplied(entries: Entry[]): void {
+    const settled: Array<() => void> = [];
+    for (const entry of entries) {
+      const waiter = this.waiters.get(entry.index);
+      if (!waiter) continue;
+      this.waiters.delete(entry.index);
+      // Another leader's entry at our index: ours was lost with our term.
+      settled.push(entry.term === waiter.term ? waiter.resolve : () => waiter.reject(this.notLeader(`entry ${entry.index} went to term ${entry.term}`)));
     }
-    switch (frame.body) {
-      case 'replicateProbe': void this.onProbe(link, frame.replicateProbe); return true;
-      case 'replicate': void this.onEntries(link, frame.replicate); return true;
-      case 'replicateAck': void this.onAck(from, link, frame.replicateAck); return true;
-      default: return false;
-    }
+    // The applied writes are queued in the store: answer once they are readable.
+    if (settled.length > 0) void this.kv.write([]).then(() => { for (const s of settled) s(); }, (err: Error) => this.rejectWaiters(err));
+    this.checkLeadership();
   }
 
-  private isReplica(memberId: string): boolean {
-    return this.o.registry.members().some((m) => m.id === memberId && m.role === this.o.role && m.partition === this.o.partition);
-  }
-
-  private assertLeader(): void {
-    if (!this.leader || Date.now() > this.leaseValidUntil) {
-      throw new StoreUnavailable(peer.StoreStatus.NOT_LEADER, `${this.o.self.memberId} is not the ${this.leaseName} leader`);
-    }
-  }
-
-  private applyLocally(entry: LogEntry): Promise<void> {
-    this.last = { index: entry.index, term: entry.term };
-    this.recent.set(entry.index, entry);
-    if (this.recent.size > RECENT_ENTRIES) this.recent.delete(this.recent.keys().next().value!);
-    const meta = Buffer.alloc(16);
-    meta.writeBigUInt64BE(BigInt(entry.index), 0);
-    meta.writeBigUInt64BE(BigInt(entry.term), 8);
-    const writes: KvWrite[] = [
-      { key: logKey(entry.index), value: peer.LogEntry.encode(entry).finish() },
-      { key: META, value: meta },
-      ...entry.ops.map((op) => (op.delete ? { key: dataKey(op.key), delete: true } : { key: dataKey(op.key), value: op.value })),
-    ];
-    // The store writes in call order (group commit), so the latest write's promise covers all before it.
-    this.durable = this.kv.write(writes);
-    return this.durable;
-  }
-
-  private replicated(index: number): Promise<void> {
-    if (!this.requireFollowerAck || this.replicaCount <= 1) return Promise.resolve();
-    if ([...this.followers.values()].some((f) => f.matchIndex >= index)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        index, resolve, reject,
-        timer: setTimeout(() => {
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          reject(new StoreUnavailable(peer.StoreStatus.NOT_REPLICATED, `no follower of ${this.leaseName} confirmed entry ${index} within ${this.ackTimeoutMs} ms`));
-        }, this.ackTimeoutMs),
-      };
-      this.waiters.push(waiter);
+  /** Leading starts once the log is ready in a term and the data is complete (and readable); it ends with the term. */
+  private checkLeadership(): void {
+    const raft = this.log.raft;
+    if (this.leadingTerm !== 0 && (raft.role !== 'leader' || raft.term !== this.leadingTerm)) this.loseLeadership(`now ${raft.role} in term ${raft.term}`);
+    if (this.leadingTerm !== 0 || this.closed || !this.log.ready || this.copying) return;
+    const term = raft.term;
+    this.leadingTerm = term;
+    void this.kv.write([]).then(() => {
+      if (this.leadingTerm !== term || this.leading) return;
+      this.leading = true;
+      this.emit('leadership', true);
     });
   }
 
-  private releaseWaiters(): void {
-    const best = Math.max(0, ...[...this.followers.values()].map((f) => f.matchIndex));
-    const done = this.waiters.filter((w) => w.index <= best);
-    if (done.length === 0) return;
-    this.waiters = this.waiters.filter((w) => w.index > best);
-    for (const w of done) { clearTimeout(w.timer); w.resolve(); }
-  }
-
-  // --- leadership --------------------------------------------------------
-
-  private async elect(): Promise<void> {
-    if (this.electing) return;
-    this.electing = true;
-    try {
-      if (!this.leader) {
-        // Only a replica that no live peer is ahead of may lead: it holds every acknowledged write.
-        for (const [id, position] of this.positions) {
-          if (this.peers.isUp(id) && ahead(position, this.last)) return;
-        }
-      }
-      const requestedAt = Date.now();
-      const lease = await this.o.registry.acquireLease(this.leaseName, this.o.self.memberId, this.leaseTtlMs);
-      if (lease.holder === this.o.self.memberId) {
-        this.leaseValidUntil = requestedAt + this.leaseTtlMs * 0.8;
-        if (!this.leader) await this.becomeLeader(lease.term);
-      } else if (this.leader) {
-        this.stepDown(`lease is held by ${lease.holder}`);
-      }
-    } catch (err) {
-      if (this.leader && Date.now() > this.leaseValidUntil) this.stepDown(`lease renewal failed: ${(err as Error).message}`);
-    } finally {
-      this.electing = false;
-    }
-  }
-
-  private async becomeLeader(term: number): Promise<void> {
-    await this.durable;
-    this.term = Math.max(term, this.last.term + 1);
-    this.leader = true;
-    this.o.log.info({ term: this.term, lastIndex: this.last.index }, 'became leader');
-    for (const member of this.peers.members()) {
-      const link = this.peers.link(member.id);
-      if (link) this.probe(member.id, link);
-    }
-    this.emit('leadership', true);
-  }
-
-  private stepDown(reason: string): void {
-    if (!this.leader) return;
-    this.leader = false;
-    this.followers.clear();
-    for (const w of this.waiters) { clearTimeout(w.timer); w.reject(new StoreUnavailable(peer.StoreStatus.NOT_LEADER, `leadership lost: ${reason}`)); }
-    this.waiters = [];
-    this.o.log.warn({ reason }, 'stepped down');
+  private loseLeadership(reason: string): void {
+    if (this.leadingTerm === 0) return;
+    this.leadingTerm = 0;
+    this.rejectWaiters(this.notLeader(reason));
+    if (!this.leading) return;
+    this.leading = false;
     this.emit('leadership', false);
   }
 
-  /** Tells peers where this replica's log ends (eligibility, and acks to a leader). */
-  private announce(): void {
-    for (const member of this.peers.members()) {
-      this.peers.link(member.id)?.send({ replicateAck: { lastIndex: this.last.index, lastTerm: this.last.term } });
+  private rejectWaiters(err: Error): void {
+    for (const w of this.waiters.values()) w.reject(err);
+    this.waiters.clear();
+  }
+
+  // --- compaction and copies ------------------------------------------------
+
+  /** Drops the log's applied prefix once the log is past its limits, keeping its newest part for followers a little behind. */
+  private async compact(limits: CompactionLimits): Promise<void> {
+    if (this.compacting || this.copying || this.closed) return;
+    const raft = this.log.raft;
+    const sizeOf = (index: number) => raft.entryAt(index)?.data.length ?? 0;
+    let bytes = 0;
+    for (let i = raft.firstIndex; i <= raft.lastIndex; i++) bytes += sizeOf(i);
+    if (raft.lastIndex - raft.firstIndex + 1 <= limits.maxEntries && bytes <= limits.maxBytes) return;
+    const applied = this.log.appliedIndex;
+    let keepFrom = applied + 1;
+    let kept = 0;
+    while (keepFrom - 1 >= raft.firstIndex && applied - keepFrom + 1 < limits.keepEntries && kept + sizeOf(keepFrom - 1) <= limits.keepBytes) {
+      keepFrom--;
+      kept += sizeOf(keepFrom);
+    }
+    if (keepFrom - 1 < raft.firstIndex) return;
+    this.compacting = true;
+    try {
+      await this.log.compact(keepFrom - 1);
+    } catch (err) {
+      this.o.log.error({ err: (err as Error).message }, 'store log compaction failed');
+    } finally {
+      this.compacting = false;
     }
   }
 
-  // --- leader side ---------------------------------------------------------
-
-  private probe(memberId: string, link: PeerLink, reset = false): void {
-    this.followers.set(memberId, { link, nextIndex: this.last.index + 1, matchIndex: 0, probing: true, sending: false });
-    link.send({ replicateProbe: { term: this.term, reset, leaderLastIndex: this.last.index } });
+  private startCopy(): void {
+    const generation = ++this.copyGeneration;
+    this.o.log.warn({ minApplied: this.machine.copyingFor }, 'copying the data from another replica (a snapshot replaced this replica\'s log)');
+    void this.copy(generation).catch((err: Error) => this.o.log.error({ err: err.message }, 'store data copy failed'));
   }
 
-  private async onAck(from: string, link: PeerLink, ack: { lastIndex: Long; lastTerm: Long }): Promise<void> {
-    const position = { index: toNumber(ack.lastIndex), term: toNumber(ack.lastTerm) };
-    this.positions.set(from, position);
-    if (!this.leader) return;
-    const follower = this.followers.get(from);
-    if (!follower || follower.link !== link) return; // a position broadcast on the peer's own link
-    if (follower.probing) {
-      const consistent = position.index <= this.last.index && (position.index === 0 || (await this.termAt(position.index)) === position.term);
-      if (!consistent) {
-        this.o.log.warn({ follower: from, position }, 'follower log diverged; resending from the start');
-        this.probe(from, link, true);
+  /** The leader when it is another replica, else the other voters in turn. */
+  private copySource(): NodeId {
+    const leader = this.log.leaderId;
+    if (leader && leader !== this.o.self) return leader;
+    const others = this.o.voters.filter((v) => v !== this.o.self);
+    return others[this.copySourceTurn++ % others.length]!;
+  }
+
+  private async copy(generation: number): Promise<void> {
+    let afterKey: Uint8Array = new Uint8Array();
+    let pages = 0;
+    for (;;) {
+      if (generation !== this.copyGeneration || this.closed) return;
+      const source = this.copySource();
+      const reply = await this.o.copyFrom(source, { afterKey, minApplied: this.machine.copyingFor })
+        .catch((err: Error): CopyReply => ({ ok: false, rows: [], done: false, message: err.message }));
+      if (generation !== this.copyGeneration || this.closed) return;
+      if (!reply.ok) {
+        this.o.log.debug({ source, reason: reply.message }, 'copy page refused; asking another replica');
+        await new Promise((r) => setTimeout(r, COPY_RETRY_MS));
+        continue;
+      }
+      const writes: KvWrite[] = reply.rows.map((row) => ({ key: dataKey(row.key), value: row.value }));
+      pages++;
+      if (reply.done) {
+        // Re-apply every entry after the snapshot over the copied pages, in the same batch that ends the copy.
+        const raft = this.log.raft;
+        const held: Entry[] = [];
+        for (let i = raft.firstIndex; i <= this.log.appliedIndex; i++) held.push(raft.entryAt(i)!);
+        writes.push(...this.machine.apply(held), { key: COPYING, delete: true });
+        this.machine.copyingFor = 0;
+        await this.kv.write(writes);
+        this.o.log.info({ pages, reapplied: held.length }, 'data copied from another replica');
+        this.checkLeadership();
         return;
       }
-      follower.probing = false;
-      follower.nextIndex = position.index + 1;
-    } else if (position.index < follower.nextIndex - 1) {
-      follower.nextIndex = position.index + 1; // it missed some: resend from there
+      await this.kv.write(writes);
+      if (reply.rows.length > 0) afterKey = reply.rows[reply.rows.length - 1]!.key;
     }
-    follower.matchIndex = Math.max(follower.matchIndex, position.index);
-    this.releaseWaiters();
-    this.pump(from, follower);
-  }
-
-  private async termAt(index: number): Promise<number> {
-    const cached = this.recent.get(index);
-    if (cached) return cached.term;
-    const raw = await this.kv.get(logKey(index));
-    return raw ? toNumber(peer.LogEntry.decode(raw).term) : -1;
-  }
-
-  private async entries(from: number, to: number): Promise<LogEntry[]> {
-    if (this.recent.has(from)) {
-      const out: LogEntry[] = [];
-      for (let i = from; i <= to && this.recent.has(i); i++) out.push(this.recent.get(i)!);
-      return out;
-    }
-    await this.durable;
-    const rows = await this.kv.range(logKey(from), logKey(to + 1), to - from + 1);
-    return rows.map((r) => {
-      const e = peer.LogEntry.decode(r.value);
-      return { index: toNumber(e.index), term: toNumber(e.term), ops: e.ops.map((op) => ({ key: op.key!, value: op.value!, delete: op.delete ?? false })) };
-    });
-  }
-
-  private pump(id: string, follower: FollowerState): void {
-    if (follower.sending || follower.probing || !this.leader) return;
-    follower.sending = true;
-    void (async () => {
-      try {
-        while (this.leader && this.followers.get(id) === follower && follower.nextIndex <= this.last.index
-          && follower.nextIndex - follower.matchIndex <= WINDOW_ENTRIES && !follower.link.closed) {
-          const to = Math.min(this.last.index, follower.nextIndex + BATCH_ENTRIES - 1);
-          const batch = await this.entries(follower.nextIndex, to);
-          if (batch.length === 0) break;
-          follower.link.send({ replicate: { term: this.term, entries: batch } });
-          follower.nextIndex = batch[batch.length - 1]!.index + 1;
-        }
-      } finally {
-        follower.sending = false;
-      }
-    })();
-  }
-
-  // --- follower side ---------------------------------------------------------
-
-  private acceptTerm(term: number): boolean {
-    if (term < this.term) return false;
-    if (term > this.term && this.leader) this.stepDown(`a leader with term ${term} exists`);
-    this.term = term;
-    return true;
-  }
-
-  private async onProbe(link: PeerLink, probe: { term: Long; reset: boolean }): Promise<void> {
-    if (!this.acceptTerm(toNumber(probe.term))) return;
-    if (probe.reset) {
-      await this.durable;
-      this.o.log.warn({ lastIndex: this.last.index }, 'dropping a diverged log to take the leader\'s');
-      this.recent.clear();
-      this.last = { index: 0, term: 0 };
-      await this.kv.deleteRange(Buffer.of(0), Buffer.of(0xff));
-    }
-    await this.durable;
-    link.send({ replicateAck: { lastIndex: this.last.index, lastTerm: this.last.term } });
-  }
-
-  private async onEntries(link: PeerLink, batch: { term: Long; entries: Array<{ index: Long; term: Long; ops: Array<{ key: Uint8Array; value: Uint8Array; delete: boolean }> }> }): Promise<void> {
-    if (!this.acceptTerm(toNumber(batch.term)) || this.leader) return;
-    for (const raw of batch.entries) {
-      const index = toNumber(raw.index);
-      if (index <= this.last.index) continue;
-      if (index !== this.last.index + 1) break;
-      this.applyLocally({ index, term: toNumber(raw.term), ops: raw.ops });
-    }
-    await this.durable;
-    link.send({ replicateAck: { lastIndex: this.last.index, lastTerm: this.last.term } });
   }
 }
-

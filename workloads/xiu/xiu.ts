@@ -66,10 +66,7 @@ class XiuMachine implements StoreMachine {
 
   private async write(put: XiuPut): Promise<Long> {
     const existing = await this.store.get(key(CLIENT_ID, u32(put.senderId), u32(put.recipientId), long64(put.clientMessageId)));
-    if (existing) {
-      await this.store.settled(); // it may have been written but not yet replicated
-      return readLong64(existing);
-    }
+    if (existing) return readLong64(existing); // written when applied, so committed
     if (this.lastSequence + 1 >= 2 ** SEQUENCE_BITS) throw new StoreUnavailable(peer.StoreStatus.INVALID, 'partition sequence exhausted');
     const msgId = msgIdOf(this.partition, ++this.lastSequence);
     const stored = peer.StoredMessage.encode({
