@@ -127,7 +127,8 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
 
   /** True when this replica leads, holds its lease, and has applied every entry before its term: it may number new work. */
   get ready(): boolean {
-    return this.raft.hasLease() && this.raft.leaderStartIndex > 0 && this.machineApplied >= this.raft.leaderStartIndex;
+    // After a failed write the core's clock stops with it: its lease would look current forever.
+    return this.failure === null && !this.closed && this.raft.hasLease() && this.raft.leaderStartIndex > 0 && this.machineApplied >= this.raft.leaderStartIndex;
   }
 
   get appliedIndex(): number {
@@ -238,6 +239,7 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
       writes.push({ key: key.entry(0), rangeEnd: key.entry(Number.MAX_SAFE_INTEGER), delete: true });
       writes.push({ key: key.meta(SNAP), value: encodeSnapshot(o.restore) });
       writes.push(...this.o.stateMachine.restore(o.restore.data));
+      this.machineApplied = o.restore.index; // the machine now stands for everything up to the snapshot
       const appliedAt = Buffer.alloc(8);
       appliedAt.writeBigUInt64BE(BigInt(o.restore.index));
       writes.push({ key: key.meta(APPLIED), value: appliedAt });
