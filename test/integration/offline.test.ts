@@ -2,10 +2,12 @@
 // real replication), leader failover, full-partition restarts, bad input,
 // and room gap recovery.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { messageIdKey, toNumber, type Delivery } from '../../workloads/protocol/index.js';
+import { Long, messageIdKey, toNumber, type Delivery, type PeerFrame, type PeerFrameInit } from '../../workloads/protocol/index.js';
 import { ChatClient, ChatError } from '../../workloads/sdk/chat-client.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
 import { expectEachAckedOnce, inboxText, loginWithInbox } from '../support/inbox.js';
+import { requiredMetric } from '../support/metrics.js';
+import { encodeFrame, helloFrame, RawPeer } from '../support/raw-peer.js';
 
 let cluster: LocalClusterHandle;
 
@@ -103,6 +105,61 @@ describe('one-to-one and offline messages', () => {
     await eventually(() => receiver.inbox.length >= 1, 'the stored message');
     expect(receiver.inbox.map(text)).toEqual(['the only message']);
     expect(await code(receiver.client.ackInbox(1))).toBe('OK');
+    await Promise.all([sender.client.close(), receiver.client.close()]);
+  });
+});
+
+type StoreOp = Omit<NonNullable<PeerFrameInit['storeRequest']>, 'correlation'>;
+
+/** One request to the leader of a Pi or Xiu partition, over a raw peer connection: its StoreReply. */
+async function storeCall(role: 'pi' | 'xiu', key: number, op: StoreOp) {
+  const replicas = (await cluster.processes()).filter((p) => p.role === role);
+  const partition = key % (Math.max(...replicas.map((p) => p.partition)) + 1);
+  let leader: (typeof replicas)[number] | undefined;
+  await eventually(() => !!(leader = replicas.find((p) => p.partition === partition && p.member?.leader)), `a ${role} ${partition} leader`);
+  const raw = await RawPeer.connect(leader!.member!.address);
+  try {
+    raw.write(Buffer.concat([helloFrame(), encodeFrame({ storeRequest: { correlation: 1, ...op } })]));
+    let reply: Extract<PeerFrame, { body: 'storeReply' }> | undefined;
+    await eventually(() => !!(reply = raw.frames.find((f): f is Extract<PeerFrame, { body: 'storeReply' }> => f.body === 'storeReply')), `the ${role} StoreReply`, 15_000);
+    expect(reply!.storeReply.status).toBe(0); // STORED
+    return reply!.storeReply;
+  } finally {
+    raw.destroy();
+  }
+}
+
+/** The sum of a counter over every relay (each exports it, 0 included). */
+async function relaySum(sample: string): Promise<number> {
+  const relays = (await cluster.processes()).filter((p) => p.role === 'relay' && p.member?.httpAddress);
+  expect(relays.length).toBeGreaterThan(0);
+  return (await Promise.all(relays.map((r) => requiredMetric(r.member!.httpAddress!, sample)))).reduce((a, b) => a + b, 0);
+}
+
+describe('an inbox entry whose payload Xiu does not have', () => {
+  test('is not delivered (nothing made up), is counted, and is delivered once the payload is stored', async () => {
+    const sender = await login(0, 7001);
+    await sender.client.direct(7002, Buffer.from('first'));
+    const peek = await login(1, 7002);
+    await eventually(() => peek.inbox.length >= 1, 'the first message');
+    const first = peek.inbox[0]!.messageId;
+    await peek.client.close();
+    // Xiu numbers a partition's messages one by one: the next one stored there gets this id.
+    const next = Long.fromValue(first).add(1);
+    const appended = await storeCall('pi', 7002, { piAppend: { userId: 7002, msgId: next } });
+    expect(toNumber(appended.position)).toBe(2);
+
+    const missingBefore = await relaySum('groupchat_relay_missing_payload_total');
+    const receiver = await login(1, 7002);
+    await eventually(() => receiver.inbox.length >= 1, 'position 1 again');
+    // The relay reads position 2, finds no payload, and tries again: twice seen, nothing made up.
+    await eventually(async () => (await relaySum('groupchat_relay_missing_payload_total')) >= missingBefore + 2, 'the missing payload counted twice');
+    expect(receiver.inbox.map((m) => [toNumber(m.position), text(m), m.senderId])).toEqual([[1, 'first', 7001]]);
+
+    const stored = await storeCall('xiu', 7002, { xiuPut: { clientMessageId: 77, senderId: 7001, recipientId: 7002, payload: Buffer.from('second'), sentAtMs: Date.now() } });
+    expect(messageIdKey(stored.msgId)).toBe(messageIdKey(next));
+    await eventually(() => receiver.inbox.length >= 2, 'position 2 once its payload is there');
+    expect(receiver.inbox.map((m) => [toNumber(m.position), text(m), m.senderId])).toEqual([[1, 'first', 7001], [2, 'second', 7001]]);
     await Promise.all([sender.client.close(), receiver.client.close()]);
   });
 });

@@ -84,9 +84,9 @@ export async function startLocalCluster(args: string[] = []): Promise<LocalClust
 }
 
 /** Polls until check() holds; the bound only keeps a broken run from hanging. */
-export async function eventually(check: () => boolean, what: string, boundMs = 60_000): Promise<void> {
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, boundMs = 60_000): Promise<void> {
   const deadline = Date.now() + boundMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
