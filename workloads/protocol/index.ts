@@ -4,6 +4,7 @@ import type LongClass from 'long';
 import protobuf from 'protobufjs/minimal.js';
 import { groupchat as clientRoot } from './generated/client.js';
 import { groupchat as peerRoot } from './generated/peer.js';
+import { clientFrameViolation } from './client-frame-rules.js';
 
 export const client = clientRoot.client;
 export const peer = peerRoot.peer;
@@ -56,8 +57,12 @@ export function storeRequestOf(frame: Extract<PeerFrame, { body: 'storeRequest' 
   return frame.storeRequest as unknown as StoreRequest;
 }
 
+/** Decodes a ClientFrame from a user; throws on bytes that are not one, or break a rule of client-frame-rules.ts. */
 export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
-  return clientTypes.ClientFrame.decode(bytes) as unknown as ClientFrame;
+  const frame = clientTypes.ClientFrame.decode(bytes);
+  const violation = clientFrameViolation(bytes, frame as unknown as Record<string, unknown>);
+  if (violation) throw new Error(violation);
+  return frame as unknown as ClientFrame;
 }
 
 /** Bumped on any incompatible change to peer.proto. */
