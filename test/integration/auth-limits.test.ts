@@ -102,6 +102,21 @@ describe('rate limits', () => {
     await Promise.all([flooder.close(), calm.close(), listener.close()]);
   });
 
+  test("a request refused by the gateway's own checks costs no token of the user's rate", async () => {
+    const room = 500;
+    const user = await loggedIn(31, 0);
+    await user.join(room);
+    // Four times the burst in requests the gateway refuses itself: a room not joined, a payload too large, recipient 0.
+    const refused = await Promise.all(Array.from({ length: 4 * USER_RATE }, (_, i) => outcome(
+      i % 3 === 0 ? user.send(room + 1, Buffer.from('not joined'))
+        : i % 3 === 1 ? user.send(room, Buffer.alloc(64 * 1024 + 1)) : user.direct(0, Buffer.from('nobody')))));
+    expect(new Set(refused)).toEqual(new Set(['NOT_A_MEMBER', 'INVALID_ARGUMENT']));
+    // The bucket is still full (it only refills meanwhile): a whole burst goes through.
+    const sent = await Promise.all(Array.from({ length: USER_RATE }, (_, i) => outcome(user.send(room, Buffer.from(`counted ${i}`)))));
+    expect(sent).toEqual(Array(USER_RATE).fill('OK'));
+    await user.close();
+  });
+
   test('a room over its rate gets RATE_LIMITED; another room is unaffected', async () => {
     const busy = 400;
     const quiet = 401;

@@ -15,6 +15,7 @@ import { ChatClient } from '../../workloads/sdk/chat-client.js';
 import { clientFrameArb, mutate, mutation, peerFrameArb } from '../support/arbitraries.js';
 import { eventually, startLocalCluster, type LocalClusterHandle, type ProcessStatus } from '../support/cluster.js';
 import { encodeFrame, helloFrame, RawPeer, varint } from '../support/raw-peer.js';
+import { RawWebSocket } from '../support/raw-websocket.js';
 
 const ErrorCode = client.ErrorCode;
 const MiB = 1 << 20;
@@ -143,6 +144,60 @@ describe('bad input from a user (WebSocket)', () => {
       const out = await userSession(url, sendBytes(unknown));
       expect(out.errors.map((e) => e.code)).toEqual([ErrorCode.MALFORMED_FRAME]);
       expect(out.closeCode).toBe(1007);
+    }
+  });
+
+  test('a ClientFrame with two bodies gets Error MALFORMED_FRAME and close 1007; neither body runs', async () => {
+    const login = client.ClientFrame.encode({ requestId: 1, login: { userId: 9201 } }).finish();
+    const join = client.ClientFrame.encode({ requestId: 1, join: { roomId: 9201 } }).finish();
+    for (const url of gateways()) {
+      const out = await userSession(url, sendBytes(Buffer.concat([login, join])));
+      expect(out.errors).toEqual([{ code: ErrorCode.MALFORMED_FRAME, message: expect.stringMatching(/exactly one body; this one holds login and join/) }]);
+      expect(out.replies).toEqual([]);
+      expect(out.closeCode).toBe(1007);
+    }
+  });
+
+  test('an id wider than 32 bits (room 2^32 + 7) gets Error MALFORMED_FRAME and close 1007, not room 7', async () => {
+    const room = Buffer.concat([Buffer.from([0x08]), varint(2 ** 32 + 7)]); // Join { room_id: 2^32 + 7 }
+    const frame = Buffer.concat([client.ClientFrame.encode({ requestId: 2 }).finish(), Buffer.from([(11 << 3) | 2]), varint(room.length), room]);
+    for (const url of gateways()) {
+      const out = await userSession(url, (ws) => {
+        ws.send(client.ClientFrame.encode({ requestId: 1, login: { userId: 9202 } }).finish());
+        ws.send(frame);
+      });
+      expect(out.replies).toEqual([{ requestId: 1, code: ErrorCode.OK }]);
+      expect(out.errors).toEqual([{ code: ErrorCode.MALFORMED_FRAME, message: expect.stringMatching(/join\.room_id is 4294967303, wider than 32 bits/) }]);
+      expect(out.closeCode).toBe(1007);
+    }
+  });
+
+  test('more than 64 frames behind a Login in one TCP write are all held and answered in order; none is refused', async () => {
+    const raw = await RawWebSocket.connect(gateways()[0]!);
+    const pings = Array.from({ length: 300 }, (_, i) => ({ ping: { clientTimeMs: i + 1 } }));
+    const frames = [{ requestId: 1, login: { userId: 9203 } }, ...pings, { requestId: 2, join: { roomId: 9203 } }];
+    raw.write(Buffer.concat(frames.map((f) => RawWebSocket.frame(client.ClientFrame.encode(f).finish()))));
+    await eventually(() => raw.messages.length >= frames.length || raw.closed, 'an answer to every frame, or a close');
+    const answers = raw.messages.map((m) => {
+      const f = client.ServerFrame.decode(m);
+      return f.reply ? `reply ${f.reply.requestId} ${ErrorCode[f.reply.code ?? 0]}` : f.pong ? `pong ${String(f.pong.clientTimeMs)}` : `error ${f.error?.message}`;
+    });
+    expect(answers).toEqual(['reply 1 OK', ...pings.map((p) => `pong ${p.ping.clientTimeMs}`), 'reply 2 OK']);
+    expect(raw.closed).toBe(false);
+    raw.destroy();
+  });
+
+  test('a WebSocket ping is answered with a pong carrying its payload', async () => {
+    for (const url of gateways()) {
+      const ws = new WebSocket(url);
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+      const pong = new Promise<Buffer>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${url} sent no pong within 10 s`)), 10_000);
+        ws.once('pong', (data) => { clearTimeout(timer); resolve(data); });
+      });
+      ws.ping(Buffer.from('are you there'));
+      expect((await pong).toString()).toBe('are you there');
+      ws.close();
     }
   });
 

@@ -94,6 +94,20 @@ describe('one-to-one and offline messages', () => {
     await Promise.all([sender.client.close(), receiver.client.close()]);
   });
 
+  test('a Direct id is unique per sender and recipient: the same id to two recipients stores both, again to one stores nothing new', async () => {
+    const sender = await login(0, 8001);
+    const id = Long.fromString('4242424242', true); // both recipients share Xiu's one partition (the default)
+    await sender.client.direct(8002, Buffer.from('to 8002'), id);
+    await sender.client.direct(8003, Buffer.from('to 8003'), id);
+    await sender.client.direct(8002, Buffer.from('again to 8002'), id);
+    await sender.client.direct(8002, Buffer.from('last'));
+    const [first, second] = [await login(1, 8002), await login(0, 8003)];
+    await eventually(() => first.inbox.length >= 2 && second.inbox.length >= 1, 'both inboxes');
+    expect(first.inbox.map((m) => [toNumber(m.position), text(m)])).toEqual([[1, 'to 8002'], [2, 'last']]);
+    expect(second.inbox.map(text)).toEqual(['to 8003']);
+    await Promise.all([sender.client.close(), first.client.close(), second.client.close()]);
+  });
+
   test('malformed or oversized one-to-one input and out-of-range cursors get clear errors; nothing stored changes', async () => {
     const sender = await login(0, 5001);
     await sender.client.direct(5002, Buffer.from('the only message'));

@@ -43,7 +43,8 @@ const MAX_BUFFERED_BYTES = 8 << 20;
 const DEDUP_ENTRIES = 100_000;
 const MAX_DISPLAY_NAME = 64;
 const MAX_ROOMS_PER_SESSION = 1000;
-const MAX_EARLY_FRAMES = 64;
+/** Frames held behind a pending Login before the gateway stops reading the connection. */
+const EARLY_FRAMES_BEFORE_PAUSE = 64;
 /** A busy gateway writes each connection at most once per this many milliseconds. */
 const COALESCE_MS = 1;
 /** The synthetic user's id in its probe room (no real user logs in as it: ids are > 0 and this one has no socket). */
@@ -278,9 +279,12 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
   const handle = (session: Session, frame: ClientFrame): void => {
     const requestId = frame.requestId;
     if (session.loggingIn) {
-      // Pipelined after a Login still being verified: keep the session's order.
-      if (session.early.length >= MAX_EARLY_FRAMES) return fail(session, ErrorCode.OVERLOADED, `more than ${MAX_EARLY_FRAMES} frames before the login completed`, 1008);
+      // Pipelined after a Login still being verified: keep the session's order. Past
+      // the bound the gateway stops reading (TCP backpressure) rather than refusing,
+      // so how the frames were split into reads changes nothing; the frames it had
+      // already read when it paused are held as well.
       session.early.push(frame);
+      if (session.early.length === EARLY_FRAMES_BEFORE_PAUSE) session.ws.pause();
       return;
     }
     switch (frame.body) {
@@ -311,6 +315,7 @@ export async function startGateway(ctx: RoleContext): Promise<RoleInstance> {
           reply(session, requestId, ErrorCode.UNAUTHENTICATED, err instanceof AuthError ? err.message : 'login refused');
         }).finally(() => {
           for (const early of session.early.splice(0)) handle(session, early);
+          if (!session.loggingIn && session.ws.isPaused) session.ws.resume();
         });
         return;
       }
