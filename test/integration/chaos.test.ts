@@ -13,6 +13,30 @@ import { connectUser, type User } from '../support/traffic.js';
 const CHAOS_MS = 20_000;
 const KILL_EVERY_MS = 1_500;
 const ROOMS = 10;
+/**
+ * Liveness bounds. Each room publishes one message at a time, so a kill can
+ * cost a room at most the publish it has in flight; in practice one kill of a
+ * broker or proxy costs each room one (0 or 10 failures per run) and directs
+ * none, over 14 kills. A cluster that stopped answering would fail far more.
+ */
+const MAX_FAILED_PUBLISHES = 2 * ROOMS;
+const MAX_FAILED_DIRECTS = 10;
+/** Pause after a failed direct, so a relay that is down is not asked in a tight loop. */
+const DIRECT_RETRY_PAUSE_MS = 100;
+/** Which processes die is drawn from this seed; GROUPCHAT_CHAOS_SEED replays a run's choices. */
+const SEED = Number(process.env.GROUPCHAT_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+
+/** mulberry32: a small seeded generator of numbers in [0, 1). */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
 let cluster: LocalClusterHandle;
 let users: User[];
 
@@ -31,6 +55,8 @@ afterAll(async () => {
 
 describe('chaos', () => {
   test('random SIGKILLs of every role under load keep the delivery invariants', async () => {
+    console.log(`chaos seed ${SEED} (replay the victims with GROUPCHAT_CHAOS_SEED=${SEED})`);
+    const random = seededRandom(SEED);
     const publisher = new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', 40), timeoutMs: 10_000 });
     const ackedByRoom = new Map<number, string[]>();
     let failedPublishes = 0;
@@ -65,6 +91,7 @@ describe('chaos', () => {
           directAcked.push(`d${i}`);
         } catch {
           failedDirects++;
+          await new Promise((r) => setTimeout(r, DIRECT_RETRY_PAUSE_MS));
         }
       }
     })();
@@ -75,9 +102,9 @@ describe('chaos', () => {
     const killed: string[] = [];
     const started = Date.now();
     for (let k = 0; Date.now() - started < CHAOS_MS; k++) {
-      const role = k < roles.length ? roles[k]! : roles[Math.floor(Math.random() * roles.length)]!;
+      const role = k < roles.length ? roles[k]! : roles[Math.floor(random() * roles.length)]!;
       const candidates = (await cluster.processes()).filter((p) => p.role === role && p.name !== 'gateway-0' && p.member?.ready);
-      const victim = candidates[Math.floor(Math.random() * candidates.length)];
+      const victim = candidates[Math.floor(random() * candidates.length)];
       if (victim) {
         process.kill(victim.pid, 'SIGKILL');
         killed.push(victim.name);
@@ -113,11 +140,17 @@ describe('chaos', () => {
     const directDuplicated = inboxTexts.length - new Set(inboxTexts).size;
     const positionsConsecutive = inbox.every((m, i) => toNumber(m.position) === i + 1);
     const totalAcked = [...ackedByRoom.values()].reduce((n, a) => n + a.length, 0);
-    console.log(`chaos: killed ${killed.length} processes (${killed.join(', ')}); room messages acked ${totalAcked}, `
+    // Alive afterwards: every room takes a message again, and a direct goes through.
+    const recovered = await Promise.all(Array.from({ length: ROOMS }, (_, r) => publisher.publish({ roomId: r + 1, payload: Buffer.from('after') }).then(() => 'OK', (e: Error) => e.message)));
+    const directAfter = await sender.direct(7901, Buffer.from('after')).then(() => 'OK', (e: Error) => e.message);
+    console.log(`chaos (seed ${SEED}): killed ${killed.length} processes (${killed.join(', ')}); room messages acked ${totalAcked}, `
       + `failed ${failedPublishes}; directs acked ${directAcked.length}, failed ${failedDirects}; `
       + `lost ${lost}, duplicated ${duplicated}, reordered ${reordered}; direct lost ${directLost}, duplicated ${directDuplicated}`);
     expect(new Set(killed.map((n) => n.split('-')[0]))).toEqual(new Set(roles));
     expect(totalAcked).toBeGreaterThan(0);
+    expect(failedPublishes).toBeLessThanOrEqual(MAX_FAILED_PUBLISHES);
+    expect(failedDirects).toBeLessThanOrEqual(MAX_FAILED_DIRECTS);
+    expect({ recovered, directAfter }).toEqual({ recovered: Array(ROOMS).fill('OK'), directAfter: 'OK' });
     expect({ lost, duplicated, reordered }).toEqual({ lost: 0, duplicated: 0, reordered: 0 });
     expect({ directLost, directDuplicated, positionsConsecutive }).toEqual({ directLost: 0, directDuplicated: 0, positionsConsecutive: true });
     publisher.close();
