@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { workerIdFor } from '../../workloads/ids/snowflake.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
-import { metricValue } from '../support/metrics.js';
+import { metricValue, requiredMetric } from '../support/metrics.js';
 import { messageIdKey } from '../../workloads/protocol/index.js';
 import { connectUser, type User } from '../support/traffic.js';
 
@@ -26,9 +26,10 @@ afterAll(async () => {
   await cluster.stop();
 });
 
+/** A broker sample; one the broker does not export fails the test (it would read as 0 and pass a bound). */
 async function brokerMetric(sample: string): Promise<number> {
   const broker = (await cluster.processes()).find((p) => p.role === 'broker')!;
-  return metricValue(broker.member!.httpAddress!, sample);
+  return requiredMetric(broker.member!.httpAddress!, sample);
 }
 
 describe('slow consumers', () => {
