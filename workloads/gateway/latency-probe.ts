@@ -3,13 +3,15 @@
 // from publish to its own delivery is the cluster's end-to-end latency, as a
 // metric. Probe rooms sit at the top of the room id space, one per gateway
 // ordinal, so they never collide with a user room below 4,294,967,040.
-import { Histogram } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { toNumber, type RoomDelivery } from '../protocol/index.js';
 import type { Publisher } from '../sdk/publisher.js';
 
 export const PROBE_ROOM_BASE = 0xffffff00;
 const PROBE_EVERY_MS = 5000;
+
+const probeFailures = new Counter({ name: 'groupchat_probe_failures_total', help: 'Synthetic-user publishes that failed (no latency sample for them)', registers: [metrics] });
 
 const probeLatency = new Histogram({
   name: 'groupchat_probe_latency_seconds',
@@ -27,7 +29,7 @@ export class LatencyProbe {
 
   constructor(readonly roomId: number, publisher: Publisher) {
     this.timer = setInterval(() => {
-      void publisher.publish({ roomId, payload: new Uint8Array() }).catch(() => undefined);
+      void publisher.publish({ roomId, payload: new Uint8Array() }).catch(() => probeFailures.inc());
     }, PROBE_EVERY_MS);
     this.timer.unref();
   }

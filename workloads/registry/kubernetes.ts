@@ -174,7 +174,10 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
         clearInterval(renewal);
         this.registrations.delete(registration);
         await this.objects.delete({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace } })
-          .catch(() => undefined); // already gone, or it expires anyway
+          .catch((err) => {
+            // Already gone is fine; anything else is worth a warning (the Lease still expires on its own).
+            if (statusOf(err) !== 404) this.options.onWarning?.(`deleting Lease ${name}: ${(err as Error).message}`);
+          });
       },
     };
     this.registrations.add(registration);

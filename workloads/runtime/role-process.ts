@@ -3,7 +3,7 @@
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { serveHealth } from '../observability/http.js';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { metrics } from '../observability/http.js';
 import { IpcRegistry } from '../registry/ipc.js';
 import type { Registration, Registry } from '../registry/registry.js';
@@ -38,6 +38,9 @@ const topologyEpoch = new Gauge({
   name: 'groupchat_topology_epoch', help: 'Epoch of the topology this process routes by', registers: [metrics],
 });
 
+/** Errors a role survives (a failed Lease write, a watch restarted, a deregistration that failed): logged, and counted here. */
+const survivedErrors = new Counter({ name: 'groupchat_runtime_errors_total', help: 'Errors a process survived, by where they happened', labelNames: ['where'], registers: [metrics] });
+
 async function connectRegistry(config: RoleConfig, log: Logger): Promise<Registry> {
   switch (config.registry) {
     case 'ipc':
@@ -53,7 +56,10 @@ async function connectRegistry(config: RoleConfig, log: Logger): Promise<Registr
         kubeConfig, namespace: config.namespace!, cluster: config.cluster!,
         ...(config.podName ? { leaseName: config.podName } : {}),
         ...(config.podName && config.podUid ? { pod: { name: config.podName, uid: config.podUid } } : {}),
-        onWarning: (message) => log.warn(message),
+        onWarning: (message) => {
+          survivedErrors.inc({ where: 'registry' });
+          log.warn(message);
+        },
       }, null);
     }
   }
@@ -118,7 +124,10 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
     stopping = true;
     log.info({ reason }, 'stopping');
     clearInterval(readiness);
-    await registration.close().catch(() => undefined);
+    await registration.close().catch((err: Error) => {
+      survivedErrors.inc({ where: 'deregistration' });
+      log.warn({ err: err.message }, 'leaving the registry failed; the registration expires on its own');
+    });
     await instance!.stop();
     await health.close();
     await registry.close();
