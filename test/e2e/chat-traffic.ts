@@ -3,8 +3,8 @@
 // the real proxies (Publisher). Each room has one sender loop that sends one
 // message at a time, alternately from the backend and from a member, so the
 // room's order is defined by the acks; a failed send is retried with the same
-// message id (the SDK's idempotent retry) until it is acked or its deadline
-// passes. Every loop is bounded in messages and in time.
+// message id (the SDK's idempotent retry) until it is acked, its attempts run
+// out or its deadline passes. Every loop is bounded in messages and in time.
 import { Snowflake } from '../../workloads/ids/snowflake.js';
 import { toNumber, type Delivery, type Long } from '../../workloads/protocol/index.js';
 import { ChatClient } from '../../workloads/sdk/chat-client.js';
@@ -21,9 +21,13 @@ export interface TrafficOptions {
   /** Upper bounds: messages per room, and how long the loops may run at all. */
   maxPerRoom: number;
   maxDurationMs: number;
-  /** A message not acked by then (retries included) counts as failed. */
+  /** A message not acked by then (retries included), or within this many attempts, counts as failed. */
   messageDeadlineMs: number;
+  maxAttempts: number;
 }
+
+/** How long one message waited from its first attempt to its ack (or to giving up). */
+interface Wait { room: number; n: number; from: number; to: number }
 
 interface UserState {
   id: number;
@@ -42,11 +46,12 @@ export interface TrafficReport {
   expected: number;
   delivered: number;
   lost: number;
+  /** Copies a member got twice: those it kept, and those the SDK's duplicate filter dropped (each was still delivered twice). */
   duplicated: number;
   reordered: number;
   /** Deliveries whose room_seq is not one more than the one before in the room (a gap, or numbering that restarted). */
   seqBreaks: number;
-  /** Copies the SDK dropped by message id (retries and redundant paths), for information. */
+  /** Of duplicated: the copies the SDK dropped by message id. */
   sdkDeduplicated: number;
   retries: number;
   durationMs: number;
@@ -71,6 +76,7 @@ export class ChatTraffic {
   private readonly members = new Map<number, UserState[]>();
   private failed = 0;
   private retries = 0;
+  private readonly waits: Wait[] = [];
   private stopping = false;
   private loops: Promise<void>[] = [];
   private startedAt = 0;
@@ -148,23 +154,25 @@ export class ChatTraffic {
       // Alternate: the backend through a proxy, then a member through its gateway.
       const user = n % 2 === 0 ? members[(n / 2) % members.length]! : undefined;
       const messageId: Long = user ? this.userIds.next() : this.publisher.newMessageId();
-      const deadline = Date.now() + this.o.messageDeadlineMs;
-      for (let attempt = 0; ; attempt++) {
+      const from = Date.now();
+      const deadline = from + this.o.messageDeadlineMs;
+      for (let attempt = 1; ; attempt++) {
         try {
           if (user) await user.client.send(room, payload, messageId);
           else await this.publisher.publish({ roomId: room, payload, senderId: 9_000_000 + room, messageId });
           acked.push(n);
           break;
         } catch (err) {
-          if (Date.now() > deadline) {
+          if (Date.now() > deadline || attempt >= this.o.maxAttempts) {
             this.failed++;
-            this.errors.push(`room ${room} message ${n}: not acked within ${this.o.messageDeadlineMs} ms: ${(err as Error).message}`);
+            this.errors.push(`room ${room} message ${n}: not acked in ${attempt} attempts within ${Date.now() - from} ms: ${(err as Error).message}`);
             break;
           }
           this.retries++;
           await new Promise((r) => setTimeout(r, 200));
         }
       }
+      this.waits.push({ room, n, from, to: Date.now() });
       await new Promise((r) => setTimeout(r, this.o.pauseMs));
     }
   }
@@ -188,11 +196,22 @@ export class ChatTraffic {
     while (Date.now() < deadline && this.audit().lost > 0) await new Promise((r) => setTimeout(r, 250));
   }
 
+  /** The longest a room's message waited for its ack among those in flight during [from, to]: what a user saw as an outage. */
+  longestOutage(from: number, to: number): { ms: number; room: number; message: number } {
+    let longest = { ms: 0, room: 0, message: 0 };
+    for (const w of this.waits) {
+      if (w.to < from || w.from > to || w.to - w.from <= longest.ms) continue;
+      longest = { ms: w.to - w.from, room: w.room, message: w.n };
+    }
+    return longest;
+  }
+
   audit(): TrafficReport {
     let lost = 0;
     let duplicated = 0;
     let reordered = 0;
     let seqBreaks = 0;
+    const sdkDeduplicated = this.users.reduce((n, u) => n + u.client.duplicatesDropped, 0);
     for (const user of this.users) {
       for (const room of user.rooms) {
         const seqs = user.seqs.get(room) ?? [];
@@ -212,8 +231,7 @@ export class ChatTraffic {
     }
     return {
       sent: this.sent, failed: this.failed, expected: this.expected, delivered: this.delivered,
-      lost, duplicated, reordered, seqBreaks, retries: this.retries,
-      sdkDeduplicated: this.users.reduce((n, u) => n + u.client.duplicatesDropped, 0),
+      lost, duplicated: duplicated + sdkDeduplicated, reordered, seqBreaks, retries: this.retries, sdkDeduplicated,
       durationMs: (this.stoppedAt || Date.now()) - this.startedAt,
     };
   }

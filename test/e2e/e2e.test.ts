@@ -137,7 +137,7 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   const proxies = await until('proxy endpoints', async () => { const e = await backends(`${CLUSTER}-proxy`, 'peer'); return e.length === 2 && e; }, 60_000);
   traffic = new ChatTraffic({
     gateways, proxies, rooms: 16, users: 24, roomsPerUser: 4,
-    pauseMs: 30, maxPerRoom: 20_000, maxDurationMs: 240_000, messageDeadlineMs: 60_000,
+    pauseMs: 30, maxPerRoom: 20_000, maxDurationMs: 240_000, messageDeadlineMs: 60_000, maxAttempts: 100,
   });
   await traffic.connect();
   traffic.start();
@@ -165,6 +165,7 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
     return c.status?.phase === 'Stable' && (c.status?.epoch ?? 0) > epochBefore && isReady(c) && c;
   }, 240_000, 100);
   const doublingMs = Date.now() - patched;
+  const doubledAt = Date.now();
   report.epochFlipAfterMs = flippedAt - patched;
   report.messagesDuringDoubling = traffic.sent - sentBeforePatch;
 
@@ -179,7 +180,7 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
     sent: audit.sent, delivered: audit.delivered, expected: audit.expected,
     lost: audit.lost, duplicated: audit.duplicated, reordered: audit.reordered, failed: audit.failed,
     seqBreaks: audit.seqBreaks, retries: audit.retries, sdkDeduplicated: audit.sdkDeduplicated,
-    doublingMs, ...report, trafficMs: audit.durationMs,
+    doublingMs, longestOutageDuringDoubling: traffic.longestOutage(patched, doubledAt), ...report, trafficMs: audit.durationMs,
     epoch: `${epochBefore} → ${after.status?.epoch}`, brokers: after.status?.roles?.broker,
   };
   writeFileSync(resolve('dist/e2e-report.json'), `${JSON.stringify(summary, null, 2)}\n`);
