@@ -9,14 +9,19 @@ NODE_BIN      := $(NODE_HOME)/node_modules/node/bin
 NODE          := $(NODE_BIN)/node
 export PATH   := $(CURDIR)/node_modules/.bin:$(NODE_BIN):$(PATH)
 
-.PHONY: simulate run test build deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets image image-tools image-test
+.PHONY: simulate run test build lint deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets image image-tools image-test
 
 run: build
 	$(NODE) dist/workloads/cli/main.js up
 
 # Every suite, the end-to-end one (dist/test/e2e) and the image's (dist/test/image) included.
-test: build chromium redis envtest kube-tools e2e-assets image image-tools
+test: build lint chromium redis envtest kube-tools e2e-assets image image-tools
 	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci
+
+# A small, strict rule set (biome.json): unused code, ==, var, fall-through,
+# focused tests, debugger. Formatting is not enforced (the tree keeps its own).
+lint: deps
+	biome lint
 
 # End to end on a whole control plane (apiserver, etcd, controller-manager,
 # scheduler) and a test node agent running pods as local processes: helm
