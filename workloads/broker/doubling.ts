@@ -26,10 +26,11 @@ import type { Sequencer } from './sequencer.js';
 const RETRY_MS = 500;
 const PREDECESSOR_TIMEOUT_MS = 3000;
 /**
- * A hand-off carries what the old partition numbered in the moving rooms in
- * this long before it (a publisher retries for 15 s by default), at most
- * RECENT_MAX_BYTES of it, the newest kept: a copy of one of those messages
- * that reaches the new partition is recognised, not numbered again.
+ * A hand-off carries what the old partition numbered in the moving rooms
+ * since the doubling began, and in this long before (a publisher retries for
+ * 15 s by default), at most RECENT_MAX_BYTES of it, the newest kept: a copy
+ * of one of those messages that reaches the new partition is recognised, not
+ * numbered again.
  */
 const RECENT_WINDOW_MS = 60_000;
 const RECENT_MAX_BYTES = 256 * 1024;
@@ -56,6 +57,8 @@ export class Doubling {
   private lastAttempt = 0;
   private nextCorrelation = 1;
   private readonly reads = new Map<number, { resolve: (reply: HistoryReply | null) => void; timer: NodeJS.Timeout }>();
+  /** When this replica first saw the topology expanding, by the epoch it expands from. */
+  private expanding: { epoch: number; since: number } | null = null;
   /** Hand-off requests waiting for the hand-off entry to apply here. */
   private waiting: Array<{ link: PeerLink; correlation: number; move: Inheritance }> = [];
 
@@ -72,6 +75,7 @@ export class Doubling {
     const topology = this.d.registry.topology();
     const partitions = topology.roles.broker.partitions;
     const next = topology.next?.roles.broker.partitions;
+    if (topology.phase === 'Expanding' && this.expanding?.epoch !== topology.epoch) this.expanding = { epoch: topology.epoch, since: Date.now() };
     const inherit = this.d.rooms.inheritance();
     if (inherit) {
       this.predecessors.sync(this.d.registry.members().filter((m) => m.role === 'broker' && m.partition === inherit.partition));
@@ -130,7 +134,8 @@ export class Doubling {
 
   /** The moved rooms' final heads and recent messages, once the hand-off entry is applied here. */
   private answerHandoff(link: PeerLink, correlation: number, move: Inheritance): void {
-    const recent = this.d.sequencer.numberedSince((roomId) => roomId % move.partitions === move.partition, Date.now() - RECENT_WINDOW_MS, RECENT_MAX_BYTES);
+    const since = Math.min(Date.now(), this.expanding?.since ?? Date.now()) - RECENT_WINDOW_MS;
+    const recent = this.d.sequencer.numberedSince((roomId) => roomId % move.partitions === move.partition, since, RECENT_MAX_BYTES);
     link.send({ handoffReply: { correlation, status: peer.PublishStatus.DELIVERED, heads: this.d.rooms.headsFor(move), recent } });
   }
 

@@ -24,8 +24,8 @@ const MAX_BATCH_MESSAGES = 512;
  * raft's append bound and a peer frame (1 MiB).
  */
 const MAX_BATCH_BYTES = 256 * 1024;
-/** A RoomDelivery's encoding beyond its payload, at most (ids, seq, times, tags). */
-const DELIVERY_OVERHEAD_BYTES = 64;
+/** A RoomDelivery's encoding beyond its payload, about (ids, seq, times, tags). */
+const DELIVERY_OVERHEAD_BYTES = 48;
 /** Entries applied this recently as a follower are fanned out again by a new leader: their fan-out may have died with the old one. */
 const REFANOUT_WINDOW_MS = 3000;
 
