@@ -41,7 +41,6 @@ const COMPACTION_INTERVAL_MS = 5000;
 const staleUpdates = new Counter({ name: 'groupchat_broker_stale_membership_total', help: 'Membership entries older than the table', registers: [metrics] });
 const roomsGauge = new Gauge({ name: 'groupchat_broker_rooms', help: 'Rooms with members in this partition', registers: [metrics] });
 const queueGauge = new Gauge({ name: 'groupchat_broker_gateway_queue', help: 'Deliveries held for gateways, now', registers: [metrics] });
-const queueHighWater = new Gauge({ name: 'groupchat_broker_gateway_queue_high_water', help: 'The most deliveries ever held for one gateway', registers: [metrics] });
 const refusedRaft = new Counter({ name: 'groupchat_broker_raft_refused_total', help: 'Replication messages refused (from outside the partition, or malformed)', registers: [metrics] });
 
 /** A broker replica's stable name in its partition's log: it outlives restarts, unlike the member id. */
@@ -296,7 +295,6 @@ export async function startBroker(ctx: RoleContext): Promise<RoleInstance> {
 
   const gauges = setInterval(() => {
     queueGauge.set([...channels.values()].reduce((n, c) => n + c.pending, 0));
-    queueHighWater.set(Math.max(0, ...[...channels.values()].map((c) => c.highWater)));
   }, 500);
   gauges.unref();
 

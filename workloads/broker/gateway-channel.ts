@@ -9,12 +9,15 @@
 // bound: past it a delivery is refused, and the users there recover the gap
 // from the room sequence. Only a gateway that left the registry releases
 // what it holds unsent.
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { Fifo } from '../collections/fifo.js';
 import { metrics } from '../observability/http.js';
 import { toNumber } from '../protocol/index.js';
 import type { PeerIdentity, PeerLink } from '../transport/peer-link.js';
 import { PeerClient } from '../transport/peer-client.js';
+
+const queueHighWater = new Gauge({ name: 'groupchat_broker_gateway_queue_high_water', help: 'The most deliveries ever held for one gateway (never lowered)', registers: [metrics] });
+let queuePeak = 0;
 
 /** Counts down the acknowledgements one fan-out waits for. */
 export class Obligation {
@@ -58,7 +61,7 @@ export class GatewayChannel {
   /** Deliveries refused because the queue was full. */
   refused = 0;
   /** The most deliveries ever held at once (the bound's witness). */
-  highWater = 0;
+  private highWater = 0;
 
   constructor(readonly gatewayId: string, readonly address: string, self: PeerIdentity, private readonly maxQueued: number) {
     this.client = new PeerClient(address, self);
@@ -87,7 +90,11 @@ export class GatewayChannel {
       this.queued.push(entry);
       this.schedule();
     }
-    this.highWater = Math.max(this.highWater, this.pending);
+    if (this.pending > this.highWater) {
+      this.highWater = this.pending;
+      // Set here, not sampled: a peak stays visible after its gateway (and channel) is gone.
+      if (this.highWater > queuePeak) queueHighWater.set((queuePeak = this.highWater));
+    }
     return true;
   }
 

@@ -41,6 +41,7 @@ export class WatchCache<T extends KubernetesObject> {
       this.lastError = err;
       options.onError?.(err);
       if (this.stopped) return;
+      // A failed restart is emitted as 'error' again (reported above, retried later): the rejection adds nothing.
       this.restart = setTimeout(() => void this.informer.start().catch(() => undefined), this.backoffMs);
       this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
     });

@@ -38,6 +38,7 @@ class PiMachine implements StoreMachine {
     if (userId === 0) return Promise.reject(new StoreUnavailable(peer.StoreStatus.INVALID, 'user_id must not be 0'));
     const next = (this.chains.get(userId) ?? Promise.resolve()).then(work, work);
     this.chains.set(userId, next);
+    // The failure is the caller's (it awaits next); this copy of it only cleans up.
     next.finally(() => { if (this.chains.get(userId) === next) this.chains.delete(userId); }).catch(() => undefined);
     return next;
   }

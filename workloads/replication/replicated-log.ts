@@ -186,7 +186,7 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await this.tail.catch(() => undefined);
+    await this.tail.catch(() => undefined); // its failures went to fail(), which logged them
     await this.syncer?.close();
   }
 
@@ -355,7 +355,7 @@ class WalSyncer {
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.running?.catch(() => undefined);
+    await this.running?.catch(() => undefined); // a failed sync failed its write, which fail() logged
     await this.file?.handle.close();
     this.file = null;
   }

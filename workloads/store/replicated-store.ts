@@ -223,6 +223,7 @@ export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
     for (const t of this.timers) clearInterval(t);
     this.loseLeadership('closing');
     await this.log.close();
+    // Waits for queued writes; one that failed already failed its proposal and was logged there.
     await this.kv.write([]).catch(() => undefined);
     await this.kv.close();
   }

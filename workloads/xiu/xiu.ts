@@ -59,6 +59,7 @@ class XiuMachine implements StoreMachine {
     if (!pending) {
       pending = this.write(put);
       this.inFlight.set(clientKey, pending);
+      // The failure is the caller's (it awaits pending); this copy of it only cleans up.
       pending.finally(() => this.inFlight.delete(clientKey)).catch(() => undefined);
     }
     return { status: peer.StoreStatus.STORED, msgId: await pending };
