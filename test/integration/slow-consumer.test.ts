@@ -75,7 +75,8 @@ describe('slow consumers', () => {
     await new Promise((r) => setTimeout(r, 1200));
     const chat = Array.from({ length: 1000 }, (_, i) => publisher.publish({ roomId: 77, payload: Buffer.from(`chat ${i}`) }));
     const critical = publisher.publish({ roomId: 77, payload: Buffer.from('CRITICAL'), critical: true });
-    await new Promise((r) => setTimeout(r, 300));
+    // Resumed once the brokers hold the chat traffic for it (the critical message must overtake a real queue).
+    await eventually(async () => (await brokerMetric('groupchat_broker_gateway_queue')) >= 1000, 'the brokers to queue the chat traffic for the stalled gateway');
     process.kill(stalled.pid, 'SIGCONT');
     await Promise.all([...chat, critical]);
     await eventually(() => orders.every((o) => o.includes('CRITICAL') && o.filter((t) => t.startsWith('chat')).length >= 1000), 'all messages');

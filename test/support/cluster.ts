@@ -69,9 +69,13 @@ export async function startLocalCluster(args: string[] = []): Promise<LocalClust
     processes,
     line,
     async waitForRestart(name, restarts) {
+      const deadline = Date.now() + 120_000;
       for (;;) {
         const found = (await processes()).find((p) => p.name === name);
         if (found && found.restarts >= restarts && found.member?.ready) return found;
+        if (Date.now() > deadline) {
+          throw new Error(`${name} was not back and ready within 120 s (restarts ${found?.restarts ?? 'unknown'}, wanted ${restarts}; registered ready: ${found?.member?.ready ?? false})`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     },
