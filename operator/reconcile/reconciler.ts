@@ -9,6 +9,7 @@ import type { KubernetesObject, V1Lease } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../../workloads/observability/logger.js';
 import { LABEL_CLUSTER, LABEL_ROLE, memberFromLease, topologyConfigMapName } from '../../workloads/registry/kubernetes-objects.js';
+import { LeaseObservations } from '../../workloads/registry/lease-observations.js';
 import type { Member, Role } from '../../workloads/registry/schema.js';
 import { GroupChatClusterSchema, type ClusterStatus, type GroupChatCluster } from '../api/v1alpha1.js';
 import { desiredObjects, type DesiredObject } from '../builders/desired.js';
@@ -50,6 +51,8 @@ const DOUBLING_RECHECK_MS = 2000;
 
 export class Reconciler {
   private readonly applied = new AppliedObjects();
+  /** Member Leases are judged by when this operator saw them renewed, not by the members' renewTime. */
+  private readonly leaseObservations = new LeaseObservations();
 
   constructor(private readonly api: KubeApi, private readonly observed: Observed, private readonly log: Logger) {}
 
@@ -148,9 +151,11 @@ export class Reconciler {
 
   private members(namespace: string, cluster: string): Member[] {
     const now = Date.now();
-    return this.observed.leases(namespace)
+    const leases = this.observed.leases(namespace);
+    this.leaseObservations.retain(namespace, leases);
+    return leases
       .filter((lease) => lease.metadata?.labels?.[LABEL_CLUSTER] === cluster)
-      .map((lease) => memberFromLease(lease, now))
+      .map((lease) => memberFromLease(lease, this.leaseObservations.observedAt(lease, now), now))
       .filter((m): m is Member => m !== undefined);
   }
 

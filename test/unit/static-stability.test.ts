@@ -4,6 +4,7 @@
 // the fence.
 import { leaseExpired } from '../../workloads/registry/kubernetes-objects.js';
 import { ApiContact } from '../../workloads/registry/contact.js';
+import { LeaseObservations } from '../../workloads/registry/lease-observations.js';
 import { FENCE_MS, LEASE_TTL_MS, renewalVerdict } from '../../workloads/runtime/ordinal.js';
 
 test('contact is a call that succeeded within the window; a failure or a hang ends it, and the next success starts it anew', () => {
@@ -21,16 +22,30 @@ test('contact is a call that succeeded within the window; a failure or a hang en
   expect(contact.since(31_000)).toBe(31_000);
 });
 
-test('a Lease expires only for a reader in contact, a whole duration after the later of its renewal and the contact\'s start', () => {
-  const lease = { renewedAtMs: 0, durationMs: 10_000 };
-  expect(leaseExpired(lease, 0, 10_000)).toBe(false);
-  expect(leaseExpired(lease, 0, 10_001)).toBe(true);
-  // Out of contact: frozen, however old the renewal.
-  expect(leaseExpired(lease, undefined, 600_000)).toBe(false);
+test('a Lease expires only for a reader in contact, a whole duration after the later of when it saw it change and the contact\'s start', () => {
+  const duration = 10_000;
+  expect(leaseExpired(duration, 0, 0, 10_000)).toBe(false);
+  expect(leaseExpired(duration, 0, 0, 10_001)).toBe(true);
+  // Out of contact: frozen, however long ago it changed.
+  expect(leaseExpired(duration, 0, undefined, 600_000)).toBe(false);
   // Back in contact at 120 s after an outage: the member has until 130 s to renew.
-  expect(leaseExpired(lease, 120_000, 129_000)).toBe(false);
-  expect(leaseExpired(lease, 120_000, 130_001)).toBe(true);
-  expect(leaseExpired({ renewedAtMs: 125_000, durationMs: 10_000 }, 120_000, 131_000)).toBe(false);
+  expect(leaseExpired(duration, 0, 120_000, 129_000)).toBe(false);
+  expect(leaseExpired(duration, 0, 120_000, 130_001)).toBe(true);
+  expect(leaseExpired(duration, 125_000, 120_000, 131_000)).toBe(false);
+});
+
+test('a Lease is judged by when this reader saw it change, by its own clock, never by the renewTime its holder wrote', () => {
+  const observations = new LeaseObservations();
+  // Written by a holder whose clock is an hour behind, or read right after an outage: renewTime is old.
+  const lease = (resourceVersion: string) => ({
+    metadata: { namespace: 'chat', name: 'chat-broker-0-0', resourceVersion },
+    spec: { renewTime: new Date(0) },
+  });
+  expect(observations.observedAt(lease('7'), 500_000)).toBe(500_000); // first sight counts as a change
+  expect(observations.observedAt(lease('7'), 509_000)).toBe(500_000); // standing still
+  expect(observations.observedAt(lease('8'), 509_500)).toBe(509_500); // renewed
+  observations.retain('chat', []);
+  expect(observations.observedAt(lease('8'), 600_000)).toBe(600_000); // forgotten once deleted: seen anew
 });
 
 test('a gateway keeps its ordinal through failed renewals, stops when another holds it, and fences itself before it could be taken', () => {

@@ -34,55 +34,52 @@ export function microTime(date: Date): string {
   return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
-// Lease times arrive as Dates from a list and as strings from a watch event.
-const Time = z.union([z.date(), z.string()]).transform((t) => new Date(t).getTime());
-
 const MemberLease = z.object({
   metadata: z.object({ annotations: z.object({ [MEMBER_ANNOTATION]: z.string() }) }),
-  spec: z.object({
-    renewTime: Time,
-    leaseDurationSeconds: z.number().int().positive(),
-  }),
+  spec: z.object({ leaseDurationSeconds: z.number().int().positive() }),
 });
 
 export interface MemberLeaseRecord {
   member: Member;
-  /** renewTime, by the holder's clock, in ms. */
-  renewedAtMs: number;
   durationMs: number;
 }
 
-/** The member a Lease holds with its renewal, or undefined when it is malformed. */
+/** The member a Lease holds with its duration, or undefined when it is malformed. */
 export function parseMemberLease(lease: V1Lease): MemberLeaseRecord | undefined {
   const parsed = MemberLease.safeParse(lease);
   if (!parsed.success) return undefined;
   const { spec, metadata } = parsed.data;
   try {
     const member = MemberSchema.safeParse(JSON.parse(metadata.annotations[MEMBER_ANNOTATION]));
-    return member.success ? { member: member.data, renewedAtMs: spec.renewTime, durationMs: spec.leaseDurationSeconds * 1000 } : undefined;
+    return member.success ? { member: member.data, durationMs: spec.leaseDurationSeconds * 1000 } : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** The member a Lease holds, or undefined when it is malformed or expired at `now`. */
-export function memberFromLease(lease: V1Lease, now: number): Member | undefined {
+/**
+ * The member a Lease holds, or undefined when it is malformed or expired at
+ * `nowMs`: not seen to change for a whole duration since `observedAtMs`
+ * (lease-observations.ts).
+ */
+export function memberFromLease(lease: V1Lease, observedAtMs: number, nowMs: number): Member | undefined {
   const record = parseMemberLease(lease);
-  return record && record.renewedAtMs + record.durationMs >= now ? record.member : undefined;
+  return record && observedAtMs + record.durationMs >= nowMs ? record.member : undefined;
 }
 
 /**
- * Whether a member's Lease has expired for a reader that has been in contact
- * with the API server since `contactSinceMs` (undefined: it is not in contact
- * now). Static stability: a reader that cannot reach the API server expires
- * nobody, since nobody's renewals could reach it either; and once back, it
- * gives every Lease a whole duration from then to be renewed, since nobody
- * could renew during the outage. Members that really left are dropped a
- * duration after contact returns (or at once, when their Lease is deleted).
+ * Whether a member's Lease has expired for a reader that last saw it change
+ * at `observedAtMs` (its own clock) and has been in contact with the API
+ * server since `contactSinceMs` (undefined: it is not in contact now). Static
+ * stability: a reader that cannot reach the API server expires nobody, since
+ * nobody's renewals could reach it either; and once back, it gives every
+ * Lease a whole duration from then to be renewed, since nobody could renew
+ * during the outage. Members that really left are dropped a duration after
+ * contact returns (or at once, when their Lease is deleted).
  */
-export function leaseExpired(record: Pick<MemberLeaseRecord, 'renewedAtMs' | 'durationMs'>, contactSinceMs: number | undefined, nowMs: number): boolean {
+export function leaseExpired(durationMs: number, observedAtMs: number, contactSinceMs: number | undefined, nowMs: number): boolean {
   if (contactSinceMs === undefined) return false;
-  return Math.max(record.renewedAtMs, contactSinceMs) + record.durationMs < nowMs;
+  return Math.max(observedAtMs, contactSinceMs) + durationMs < nowMs;
 }
 
 export interface MemberLeaseOptions {

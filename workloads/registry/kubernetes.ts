@@ -1,7 +1,8 @@
 // The kubernetes registry: the topology is a ConfigMap the operator writes,
 // and each member is a coordination.k8s.io Lease its pod applies and renews
-// (the Lease is the member's ephemeral node: it counts while renewTime +
-// leaseDurationSeconds is in the future). Both are watched through informers.
+// (the Lease is the member's ephemeral node: it counts while this process sees
+// it renewed within leaseDurationSeconds, by its own clock: lease-observations.ts).
+// Both are watched through informers.
 //
 // Statically stable: while this process cannot reach the API server (its own
 // renewals fail or hang), it keeps the last topology and members it saw and
@@ -18,6 +19,7 @@ import {
   topologyConfigMapName, topologyFromConfigMap,
 } from './kubernetes-objects.js';
 import { ApiContact } from './contact.js';
+import { LeaseObservations } from './lease-observations.js';
 import type { LeaseState, Registration, Registry, RegistryEvents } from './registry.js';
 import { MemberSchema, type Member, type Topology } from './schema.js';
 
@@ -51,6 +53,7 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly core: CoreV1Api;
   private readonly registrations = new Set<Registration>();
+  private readonly observations = new LeaseObservations();
 
   private constructor(private readonly options: KubernetesRegistryOptions) {
     super();
@@ -277,10 +280,14 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
   private readMembers(): void {
     const now = Date.now();
     const contactSince = this.contact.since(now);
-    const live = this.leases.list(this.options.namespace)
-      .map((lease) => parseMemberLease(lease))
-      .filter((r) => r !== undefined && !leaseExpired(r, contactSince, now))
-      .map((r) => r!.member)
+    const leases = this.leases.list(this.options.namespace);
+    this.observations.retain(this.options.namespace, leases);
+    const live = leases
+      .flatMap((lease) => {
+        const record = parseMemberLease(lease);
+        const observedAt = this.observations.observedAt(lease, now);
+        return record && !leaseExpired(record.durationMs, observedAt, contactSince, now) ? [record.member] : [];
+      })
       .sort((a, b) => a.id.localeCompare(b.id));
     if (JSON.stringify(live) === JSON.stringify(this.live)) return;
     this.live = live;
