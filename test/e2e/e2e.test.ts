@@ -6,16 +6,11 @@
 // broker pod. Nothing may be lost, duplicated or reordered; the cluster ends
 // Ready with the new counts; deleting it removes everything it made.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { getJson } from '../envtest/support.js';
-import { runTool } from '../envtest/tools.js';
-import { builtImage } from '../support/image.js';
 import { ChatTraffic, type TrafficReport } from './chat-traffic.js';
-import { startFullControlPlane, type FullControlPlane } from './control-plane.js';
-import { NodeAgent } from './node-agent.js';
-import { VolumeProvisioner } from './volume-provisioner.js';
+import { entryPoints, helmInstall, isReady, readCluster, startEnvironment, until, type E2eEnvironment } from './harness.js';
 
 const NAMESPACE = 'chat';
 const CLUSTER = 'chat';
@@ -24,102 +19,28 @@ const OPERATOR_NAMESPACE = 'groupchat-system';
 /** Where a failed run leaves the logs of every process, for whoever looks next. */
 const ARTIFACTS = resolve('dist/e2e-artifacts');
 
-let cp: FullControlPlane;
-let agent: NodeAgent;
-let provisioner: VolumeProvisioner;
-let workDir: string;
+let env: E2eEnvironment;
 let traffic: ChatTraffic | undefined;
 let passed = false;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(everyMs);
-  }
-}
-
-interface ClusterObject {
-  metadata: { generation: number; name: string };
-  status?: {
-    observedGeneration?: number; epoch?: number; phase?: string;
-    conditions?: { type: string; status: string; message?: string }[];
-    roles?: Record<string, { partitions?: number; desired: number; ready: number }>;
-  };
-}
-
-const cluster = () => getJson<ClusterObject>(cp, ['groupchatcluster', CLUSTER, '-n', NAMESPACE]);
-const isReady = (c: ClusterObject) => c.status?.observedGeneration === c.metadata.generation
-  && c.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True');
-
-/**
- * Ready addresses of a Service's pods, found the way the endpoints controller
- * finds them (the Service's selector, the pods' Ready condition, the named
- * target port). The EndpointSlices themselves cannot be used here: the API
- * refuses loopback addresses in them, and every test pod has one.
- */
-async function backends(service: string, portName: string): Promise<string[]> {
-  const svc = await getJson<{ spec: { selector: Record<string, string>; ports: { name?: string; targetPort?: string | number }[] } }>(
-    cp, ['service', service, '-n', NAMESPACE]);
-  const target = svc.spec.ports.find((p) => p.name === portName)?.targetPort;
-  const selector = Object.entries(svc.spec.selector).map(([k, v]) => `${k}=${v}`).join(',');
-  const pods = await getJson<{ items: {
-    metadata: { deletionTimestamp?: string };
-    spec: { containers: { ports?: { name?: string; containerPort: number }[] }[] };
-    status: { podIP?: string; conditions?: { type: string; status: string }[] };
-  }[] }>(cp, ['pods', '-n', NAMESPACE, '-l', selector]);
-  return pods.items
-    .filter((p) => !p.metadata.deletionTimestamp && p.status.podIP && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
-    .map((p) => {
-      const port = typeof target === 'number' ? target
-        : p.spec.containers.flatMap((c) => c.ports ?? []).find((cp) => cp.name === target)?.containerPort;
-      return `${p.status.podIP}:${port}`;
-    });
-}
+const cluster = () => readCluster(env.cp, NAMESPACE, CLUSTER);
 
 beforeAll(async () => {
-  workDir = mkdtempSync(join(tmpdir(), 'groupchat-e2e-'));
-  cp = await startFullControlPlane();
-  agent = await NodeAgent.start({
-    kubeConfig: cp.kubeConfig(), server: cp.server, caFile: join(cp.dir, 'certs', 'apiserver.crt'),
-    name: 'e2e-node-1', workDir, images: [builtImage().archives.oci.file],
-  });
-  provisioner = new VolumeProvisioner(cp.kubeConfig());
-  await provisioner.start();
+  env = await startEnvironment();
 }, 180_000);
 
 afterAll(async () => {
   await traffic?.close();
-  rmSync(ARTIFACTS, { recursive: true, force: true });
-  if (!passed) {
-    // Keep what explains a failure: every pod's log and the control plane's.
-    mkdirSync(ARTIFACTS, { recursive: true });
-    cpSync(join(workDir, 'logs'), join(ARTIFACTS, 'pods'), { recursive: true });
-    for (const file of readdirSync(cp.dir).filter((f) => f.endsWith('.log'))) cpSync(join(cp.dir, file), join(ARTIFACTS, file));
-    process.stderr.write(`e2e: logs kept in ${ARTIFACTS}\n`);
-  }
-  await provisioner?.stop();
-  await agent?.stop();
-  await cp?.stop();
-  rmSync(workDir, { recursive: true, force: true });
+  await env?.stop(passed, ARTIFACTS);
 }, 120_000);
 
 test('helm install, chat, double the partitions and add replicas under traffic, delete a broker pod: nothing lost', async () => {
   const report: Record<string, unknown> = {};
 
   // 1. The chart, as a platform team installs it. --wait: the operator pod is Ready.
+  const { cp, agent } = env;
   const helmStarted = Date.now();
-  await runTool('helm', ['install', RELEASE, resolve('helm/groupchat'), '--kubeconfig', cp.kubeconfig(),
-    '--namespace', OPERATOR_NAMESPACE, '--create-namespace', '--wait', '--timeout', '180s']);
+  await helmInstall(cp, RELEASE, OPERATOR_NAMESPACE);
   report.helmInstallMs = Date.now() - helmStarted;
 
   // 2. The small example cluster, as a user applies it.
@@ -132,9 +53,7 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   expect(before.status?.phase).toBe('Stable');
 
   // 3. Users on the gateways, a backend on the proxies, found as clients find them.
-  const gateways = (await until('gateway endpoints', async () => { const e = await backends(`${CLUSTER}-gateway`, 'ws'); return e.length === 2 && e; }, 60_000))
-    .map((address) => `ws://${address}/`);
-  const proxies = await until('proxy endpoints', async () => { const e = await backends(`${CLUSTER}-proxy`, 'peer'); return e.length === 2 && e; }, 60_000);
+  const { gateways, proxies } = await entryPoints(cp, NAMESPACE, CLUSTER);
   traffic = new ChatTraffic({
     gateways, proxies, rooms: 16, users: 24, roomsPerUser: 4,
     pauseMs: 30, maxPerRoom: 20_000, maxDurationMs: 240_000, messageDeadlineMs: 60_000, maxAttempts: 100,

@@ -11,8 +11,9 @@
 // to the pod where a kubelet projects it (so RBAC is the real one), and its
 // volumes mounted where the spec says. It runs the readiness and liveness
 // probes, reports Pod status as a kubelet does (phase, IPs, conditions,
-// container statuses with containerID, imageID and restartCount), restarts
-// containers that exit, and on deletion stops them within the grace period and
+// container statuses with containerID, imageID and restartCount; written
+// again when the API's says otherwise, as a kubelet's status manager does),
+// restarts containers that exit, and on deletion stops them within the grace period and
 // removes the Pod. An image it does not have leaves the container waiting in
 // ErrImagePull.
 //
@@ -98,6 +99,8 @@ interface Prepared {
 }
 
 const HEARTBEAT_MS = 10_000;
+/** As a kubelet's status manager: how often a pod's status in the API is compared with what runs here. */
+const STATUS_RESYNC_MS = 10_000;
 const NODE_LEASE_SECONDS = 40;
 
 export class NodeAgent {
@@ -109,6 +112,7 @@ export class NodeAgent {
   private nextAddress = 1;
   private readonly freeAddresses: string[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
+  private statusResync: NodeJS.Timeout | undefined;
   private syncScheduled = false;
   private stopped = false;
   private readonly images: UnpackedImage[];
@@ -138,6 +142,7 @@ export class NodeAgent {
     await agent.register();
     await agent.pods.start();
     agent.heartbeat = setInterval(() => void agent.beat().catch(() => undefined), HEARTBEAT_MS);
+    agent.statusResync = setInterval(() => agent.resyncStatus(), STATUS_RESYNC_MS);
     agent.scheduleSync();
     return agent;
   }
@@ -148,14 +153,17 @@ export class NodeAgent {
   }
 
   /** The pods running here now. */
-  running(): { namespace: string; name: string; ip: string; restarts: number }[] {
-    return [...this.runs.values()].map((r) => ({ namespace: r.namespace, name: r.name, ip: r.ip, restarts: r.containers.reduce((n, c) => n + c.restarts, 0) }));
+  running(): { namespace: string; name: string; uid: string; ip: string; restarts: number }[] {
+    return [...this.runs.values()].map((r) => ({
+      namespace: r.namespace, name: r.name, uid: r.uid, ip: r.ip, restarts: r.containers.reduce((n, c) => n + c.restarts, 0),
+    }));
   }
 
   /** Stops every process (as a node that goes away would) and the watch; the Node object stays. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.heartbeat);
+    clearInterval(this.statusResync);
     await this.pods.stop();
     await Promise.all([...this.runs.values()].map((run) => this.killPod(run, 5)));
     process.off('exit', this.killAll);
@@ -573,6 +581,20 @@ export class NodeAgent {
     };
   }
 
+  /**
+   * Writes again the status of every pod whose status in the API says
+   * otherwise than what runs here, as a kubelet's status manager reconciles:
+   * a write lost while the API server was unreachable, or the node lifecycle
+   * controller marking the pods not ready after it, is mended within a period.
+   */
+  private resyncStatus(): void {
+    for (const run of this.runs.values()) {
+      const pod = this.pods.get(run.name, run.namespace);
+      if (pod?.metadata?.uid !== run.uid || run.gone) continue;
+      if (statusDigest(pod.status) !== statusDigest(this.podStatus(run))) void this.pushStatus(run);
+    }
+  }
+
   /** One status write in flight per pod; a change meanwhile is written after it. */
   private async pushStatus(run: PodRun): Promise<void> {
     if (run.statusBusy) { run.statusDirty = true; return; }
@@ -589,6 +611,14 @@ export class NodeAgent {
       run.statusBusy = false;
     }
   }
+}
+
+/** What a status says about readiness and restarts, to compare the API's with the agent's. */
+function statusDigest(status: { conditions?: { type: string; status: string }[]; containerStatuses?: { name: string; ready: boolean; restartCount: number }[] } | undefined): string {
+  return JSON.stringify([
+    status?.conditions?.find((c) => c.type === 'Ready')?.status,
+    (status?.containerStatuses ?? []).map((c) => [c.name, c.ready, c.restartCount]),
+  ]);
 }
 
 /** Why a pod's containers cannot start yet, as the reason a kubelet reports while it retries. */

@@ -28,8 +28,15 @@ export interface ControlPlane {
   kubeConfig(user?: string): KubeConfig;
   /** Runs kubectl as the admin (or `user`); resolves with stdout, rejects with stderr. */
   kubectl(args: string[], options?: { user?: string; input?: string }): Promise<string>;
+  /**
+   * Stops (SIGSTOP) or continues (SIGCONT) etcd or the API server, as an
+   * upgrade or a stall does: connections stay open and nothing answers.
+   */
+  freeze(component: Component, frozen: boolean): void;
   stop(): Promise<void>;
 }
+
+export type Component = 'etcd' | 'kube-apiserver';
 
 const ADMIN = 'admin';
 
@@ -168,9 +175,15 @@ export async function startControlPlane(users: User[] = []): Promise<ControlPlan
     await kubectl(['apply', '--server-side', '-f', resolve('crds')]);
     await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
 
+    const components: Record<Component, ChildProcess> = { etcd, 'kube-apiserver': apiserver };
     return {
       server, dir, kubeconfig, kubeConfig, kubectl,
+      freeze(component, frozen) {
+        if (!components[component].kill(frozen ? 'SIGSTOP' : 'SIGCONT')) throw new Error(`${component} is not running`);
+      },
       async stop() {
+        // A stopped process ignores SIGTERM until it is continued.
+        for (const child of children) child.kill('SIGCONT');
         for (const child of [...children].reverse()) await stopProcess(child);
         process.off('exit', killAll);
         rmSync(dir, { recursive: true, force: true });
