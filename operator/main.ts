@@ -89,10 +89,12 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   log.info({ http: health.address, identity }, 'ready');
 
   let controller: Controller | undefined;
+  let elector: LeaderElector | undefined;
   let stopping = false;
-  const elector = config.leaderElection ? new LeaderElector({
-    kubeConfig, log, identity, namespace: config.leaderElectionNamespace!, name: config.leaderElectionId, timing: timingOf(config),
-  }) : undefined;
+  const start = () => startController({
+    kubeConfig, log, instance, resyncMs: config.resyncSeconds * 1000,
+    ...(config.namespace ? { namespace: config.namespace } : {}),
+  });
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -106,19 +108,36 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 
-  if (elector) {
-    log.info({ lease: `${config.leaderElectionNamespace}/${config.leaderElectionId}` }, 'campaigning for the leader Lease');
-    const leading = await elector.campaign(() => {
-      // As controller-runtime does: another replica may lead by now, so stop at once and start over as a candidate.
-      log.fatal('could not renew the leader Lease within the renew deadline; exiting');
-      process.exit(1);
-    });
-    if (!leading) return;
-    log.info({ identity }, 'leading');
+  if (!config.leaderElection) {
+    isLeader.set(1);
+    controller = await start();
+    return;
   }
-  isLeader.set(1);
-  controller = await startController({
-    kubeConfig, log, instance, resyncMs: config.resyncSeconds * 1000,
-    ...(config.namespace ? { namespace: config.namespace } : {}),
-  });
+  /**
+   * Campaigns, and leads once elected. A leader that could not renew within
+   * the renew deadline stops its controller (waiting for the reconcile in
+   * flight) before it campaigns again: an API server that was away for a
+   * while restarts no operator pod.
+   */
+  const lead = async (): Promise<void> => {
+    const candidate = new LeaderElector({
+      kubeConfig, log, identity, namespace: config.leaderElectionNamespace!, name: config.leaderElectionId, timing: timingOf(config),
+    });
+    elector = candidate;
+    log.info({ lease: `${config.leaderElectionNamespace}/${config.leaderElectionId}` }, 'campaigning for the leader Lease');
+    const leading = await candidate.campaign(() => void stepDown());
+    if (!leading || stopping) return;
+    log.info({ identity }, 'leading');
+    isLeader.set(1);
+    controller = await start();
+  };
+  const stepDown = async () => {
+    log.warn('could not renew the leader Lease within the renew deadline; stopping the controller and campaigning again');
+    isLeader.set(0);
+    const leaving = controller;
+    controller = undefined;
+    await leaving?.stop();
+    if (!stopping) await lead();
+  };
+  await lead();
 }

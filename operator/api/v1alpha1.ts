@@ -171,6 +171,13 @@ export const ClusterSpecSchema = z.object({
     .meta({ description: 'Members in a room above which it is split into 64 virtual rooms.' }),
   allowStoreRemoval: z.boolean().optional()
     .meta({ description: 'Set to true to remove pi or xiu from a running cluster; their volumes are kept, but the messages they hold are no longer served.' }),
+  networkPolicy: z.object({
+    metricsNamespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(63).optional()
+      .meta({ description: 'Namespace whose pods may scrape every pod\'s /metrics (port 8080), e.g. monitoring; omitted: only the cluster\'s own pods reach that port.' }),
+  }).strict().optional().meta({
+    description: 'The NetworkPolicies the operator keeps in the cluster\'s namespace: peer and health ports only from the cluster\'s pods, '
+      + 'users only to the gateways\' WebSocket port, publishers only to the proxies\' peer port, metrics from metricsNamespace.',
+  }),
   proxy: StatelessRoleSchema.meta({ description: 'Stateless publish entry points (a Deployment).' }),
   gateway: GatewayRoleSchema.meta({ description: 'User WebSocket entry points (a Deployment).' }),
   broker: BrokerRoleSchema.meta({ description: 'Room ordering, history and fan-out, partitioned by RoomID; each partition\'s replicas keep one replicated room log (3 replicas survive one failure).' }),

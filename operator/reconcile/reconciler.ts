@@ -5,7 +5,7 @@
 // changed; prune what is no longer desired; report decisions as events and
 // the outcome as status, written only when it changed. Running it twice with
 // nothing changed writes nothing.
-import type { KubernetesObject, V1Lease } from '@kubernetes/client-node';
+import { ApiException, type KubernetesObject, type V1Lease } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../../workloads/observability/logger.js';
 import { LABEL_CLUSTER, LABEL_ROLE, memberFromLease, topologyConfigMapName } from '../../workloads/registry/kubernetes-objects.js';
@@ -36,6 +36,7 @@ export const OWNED_KINDS: readonly OwnedKind[] = [
   { apiVersion: 'apps/v1', kind: 'StatefulSet', plural: 'statefulsets', pruned: true },
   { apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments', pruned: true },
   { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', pruned: true },
+  { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', plural: 'networkpolicies', pruned: true },
   { apiVersion: 'v1', kind: 'ConfigMap', plural: 'configmaps', pruned: false },
 ];
 
@@ -97,6 +98,9 @@ export class Reconciler {
       await this.prune(cr, desired);
     } catch (err) {
       applyError = apiMessage(err);
+      if (err instanceof ApiException && err.code === 403) {
+        applyError += `. The operator may write only in the namespaces its chart lists in clusterNamespaces; add ${namespace} there`;
+      }
     }
     if (isNewRefusal(result, cr.status, cr.metadata.generation)) {
       this.log.warn({ namespace, cluster: name, reason: result.refusal!.reason }, result.refusal!.message);

@@ -8,7 +8,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { startControlPlane, type ControlPlane } from '../envtest/control-plane.js';
+import { startControlPlane, type ControlPlane, type User } from '../envtest/control-plane.js';
 
 const run = promisify(execFile);
 
@@ -40,9 +40,9 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function startFullControlPlane(): Promise<FullControlPlane> {
+export async function startFullControlPlane(users: User[] = []): Promise<FullControlPlane> {
   const bin = await assets();
-  const cp = await startControlPlane();
+  const cp = await startControlPlane(users);
   const children: ChildProcess[] = [];
   const killAll = () => { for (const c of children) c.kill('SIGKILL'); };
   process.once('exit', killAll);

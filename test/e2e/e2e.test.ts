@@ -40,11 +40,10 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   // 1. The chart, as a platform team installs it. --wait: the operator pod is Ready.
   const { cp, agent } = env;
   const helmStarted = Date.now();
-  await helmInstall(cp, RELEASE, OPERATOR_NAMESPACE);
+  await helmInstall(cp, RELEASE, OPERATOR_NAMESPACE, NAMESPACE);
   report.helmInstallMs = Date.now() - helmStarted;
 
   // 2. The small example cluster, as a user applies it.
-  await cp.kubectl(['create', 'namespace', NAMESPACE]);
   await cp.kubectl(['apply', '-n', NAMESPACE, '-f', resolve('examples/small.yaml')]);
   const applied = Date.now();
   let before = await until('the cluster to be Ready', async () => { const c = await cluster(); return isReady(c) && c; }, 180_000);

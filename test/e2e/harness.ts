@@ -106,10 +106,14 @@ export async function backends(cp: FullControlPlane, namespace: string, service:
     });
 }
 
-/** The chart, as a platform team installs it; --wait: the operator pod is Ready. */
-export async function helmInstall(cp: FullControlPlane, release: string, namespace: string): Promise<void> {
+/**
+ * The chart, as a platform team installs it: the clusters' namespace first,
+ * then the chart allowed to manage clusters there; --wait: the operator pod is Ready.
+ */
+export async function helmInstall(cp: FullControlPlane, release: string, namespace: string, clusterNamespace: string): Promise<void> {
+  await cp.kubectl(['create', 'namespace', clusterNamespace]);
   await runTool('helm', ['install', release, resolve('helm/groupchat'), '--kubeconfig', cp.kubeconfig(),
-    '--namespace', namespace, '--create-namespace', '--wait', '--timeout', '180s']);
+    '--namespace', namespace, '--create-namespace', '--set', `clusterNamespaces={${clusterNamespace}}`, '--wait', '--timeout', '180s']);
 }
 
 /** Where users and backends connect: both gateways' WebSocket URLs and both proxies' peer addresses, once ready. */

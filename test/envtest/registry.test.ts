@@ -32,12 +32,12 @@ afterAll(async () => {
 });
 
 /** The pod the StatefulSet controller would make for ordinal 0, and its container's env as the kubelet resolves it. */
-async function podEnvironment(): Promise<Record<string, string>> {
-  const sts = await getJson(cp, ['statefulset', 'chat-broker-1', '-n', NS]);
+async function podEnvironment(statefulSet = 'chat-broker-1', podName = POD): Promise<Record<string, string>> {
+  const sts = await getJson(cp, ['statefulset', statefulSet, '-n', NS]);
   const template = sts.spec.template;
   const pod = {
     apiVersion: 'v1', kind: 'Pod',
-    metadata: { name: POD, namespace: NS, labels: { ...template.metadata.labels, 'apps.kubernetes.io/pod-index': '0' } },
+    metadata: { name: podName, namespace: NS, labels: { ...template.metadata.labels, 'apps.kubernetes.io/pod-index': '0' } },
     // The StatefulSet controller would bind each volume claim template; an emptyDir stands in for it.
     spec: { ...template.spec, volumes: [...(template.spec.volumes ?? []), ...(sts.spec.volumeClaimTemplates ?? []).map((c: any) => ({ name: c.metadata.name, emptyDir: {} }))] },
   };
@@ -109,6 +109,63 @@ test('a broker with its pod\'s environment registers its Lease and follows topol
   await broker.stop();
   await eventually(async () => expect(await cp.kubectl(['get', 'leases', '-n', NS, '-o', 'name'])).not.toContain(POD));
 });
+
+interface HttpProbe { httpGet: { path: string }; periodSeconds: number; timeoutSeconds: number; failureThreshold: number }
+
+/** One probe as the kubelet makes it: success is a 2xx or 3xx answer within the timeout. */
+async function probeOnce(address: string, probe: HttpProbe): Promise<boolean> {
+  try {
+    const res = await fetch(`http://${address}${probe.httpGet.path}`, { signal: AbortSignal.timeout(probe.timeoutSeconds * 1000) });
+    return res.status >= 200 && res.status < 400;
+  } catch {
+    return false;
+  }
+}
+
+/** Probes on the probe's period, `count` times, as the kubelet does; resolves with the longest run of failures. */
+async function probeRuns(address: string, probe: HttpProbe, count: number): Promise<number> {
+  let run = 0;
+  let longest = 0;
+  for (let i = 0; i < count; i++) {
+    const started = Date.now();
+    run = (await probeOnce(address, probe)) ? 0 : run + 1;
+    longest = Math.max(longest, run);
+    await new Promise((r) => setTimeout(r, Math.max(0, probe.periodSeconds * 1000 - (Date.now() - started))));
+  }
+  return longest;
+}
+
+test('a pod whose API server is away for longer than its liveness budget is not restarted, and is ready once it returns', async () => {
+  // The probes the operator gave the pod, and the environment the kubelet would.
+  const sts = await getJson(cp, ['statefulset', 'chat-router-0', '-n', NS]);
+  const { startupProbe, livenessProbe, readinessProbe } = sts.spec.template.spec.containers[0] as Record<string, HttpProbe>;
+  const env = await podEnvironment('chat-router-0', 'chat-router-0-0');
+  const budgetSeconds = livenessProbe!.periodSeconds * livenessProbe!.failureThreshold;
+  cp.freeze('kube-apiserver', true);
+  const frozenAt = Date.now();
+  let router: CliProcess | undefined;
+  try {
+    router = await startCli(['router'], {
+      ...env, GROUPCHAT_HOST: '127.0.0.1', GROUPCHAT_PORT: '0', GROUPCHAT_HTTP_PORT: '0', KUBECONFIG: cp.kubeconfig(WORKLOAD_USER),
+    }, (line) => line.msg === 'serving health');
+    const http = router.logs.find((l) => l.msg === 'serving health')!.http as string;
+    // The startup probe passes at once: the process is up, though it cannot register.
+    expect(await probeRuns(http, startupProbe!, 1)).toBe(0);
+    // Liveness, for one period more than its budget: never a failure, so never a restart.
+    expect(await probeRuns(http, livenessProbe!, livenessProbe!.failureThreshold + 1)).toBe(0);
+    expect(await probeOnce(http, readinessProbe!)).toBe(false);
+    expect(router.child.exitCode).toBeNull();
+    cp.freeze('kube-apiserver', false);
+    const awaySeconds = Math.round((Date.now() - frozenAt) / 1000);
+    // Back: it registers and turns ready, in the same process.
+    await eventually(async () => expect(await probeOnce(http, readinessProbe!)).toBe(true), 60_000);
+    expect(router.child.exitCode).toBeNull();
+    process.stdout.write(`liveness budget ${budgetSeconds} s; API server away ${awaySeconds} s; no liveness failure\n`);
+  } finally {
+    cp.freeze('kube-apiserver', false);
+    await router?.stop();
+  }
+}, 180_000);
 
 test('a named Lease (a gateway ordinal) changes holder only once it expired, with a term that counts the turns', async () => {
   const connect = () => KubernetesRegistry.connect({ kubeConfig: cp.kubeConfig(WORKLOAD_USER), namespace: NS, cluster: CLUSTER });

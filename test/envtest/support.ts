@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { TopologySchema, type Topology } from '../../workloads/registry/schema.js';
-import { startControlPlane, type ControlPlane } from './control-plane.js';
+import { startControlPlane, type ControlPlane, type User } from './control-plane.js';
 import { runTool } from './tools.js';
 
 export const CLI = resolve('dist/workloads/cli/main.js');
@@ -68,17 +68,19 @@ const serviceAccountGroups = (namespace: string) => ['system:serviceaccounts', `
 
 /**
  * A control plane with the operator's namespace and `namespace`, the operator
- * holding exactly the chart's RBAC, and cluster's workload user; the operator
- * itself is left to the test.
+ * holding exactly the chart's RBAC (allowed to manage clusters in
+ * `namespace`), and cluster's workload user; the operator itself is left to
+ * the test. `start` may start a whole control plane instead (test/e2e).
  */
-export async function startOperatorControlPlane(namespace: string, cluster: string): Promise<ControlPlane> {
-  const cp = await startControlPlane([
+export async function startOperatorControlPlane<T extends ControlPlane = ControlPlane>(namespace: string, cluster: string,
+  start: (users: User[]) => Promise<T> = startControlPlane as (users: User[]) => Promise<T>): Promise<T> {
+  const cp = await start([
     { name: OPERATOR_USER, groups: serviceAccountGroups(OPERATOR_NS) },
     { name: workloadUser(namespace, cluster), groups: serviceAccountGroups(namespace) },
   ]);
   for (const ns of [OPERATOR_NS, namespace]) await cp.kubectl(['create', 'namespace', ns]);
-  const chart = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', OPERATOR_NS]);
-  await cp.kubectl(['apply', '-n', OPERATOR_NS, '-f', '-'], { input: chart });
+  const chart = await runTool('helm', ['template', 'gc', 'helm/groupchat', '--namespace', OPERATOR_NS, '--set', `clusterNamespaces={${namespace}}`]);
+  await cp.kubectl(['apply', '-f', '-'], { input: chart });
   return cp;
 }
 
