@@ -194,9 +194,9 @@ export const ClusterSpecSchema = z.object({
 });
 export type ClusterSpec = z.infer<typeof ClusterSpecSchema>;
 
-export const CONDITION_TYPES = ['Ready', 'Progressing', 'Degraded'] as const;
+export const CONDITION_TYPES = ['Ready', 'Progressing', 'Degraded', 'Paused'] as const;
 export const ConditionSchema = z.object({
-  type: z.enum(CONDITION_TYPES).meta({ description: 'Ready (every pod ready), Progressing (a rollout or a doubling under way) or Degraded (something refused or failing).' }),
+  type: z.enum(CONDITION_TYPES).meta({ description: 'Ready (every pod ready), Progressing (a rollout or a doubling under way), Degraded (something refused or failing, pods that cannot run included) or Paused (the annotation groupchat.dev/paused is "true": nothing is changed).' }),
   status: z.enum(['True', 'False', 'Unknown']).meta({ description: 'True, False or Unknown.' }),
   reason: z.string().min(1).meta({ description: 'Why, in one CamelCase word.' }),
   message: z.string().meta({ description: 'Why, in a sentence.' }),

@@ -1,9 +1,10 @@
 // Wires the informers to the work queue. A change to a cluster or to an object
 // it owns queues that cluster for a reconcile; a member Lease does only when
-// its member changed (triggers.ts), not on every renewal. Every cluster is
+// its member changed, and a pod only when its problem did (triggers.ts), not
+// on every renewal or probe. Every cluster is
 // also looked at again now and then (a reconcile that finds nothing to do
 // writes nothing), so nothing missed stays missed.
-import { KubernetesObjectApi, type KubeConfig, type KubernetesObject, type V1Lease } from '@kubernetes/client-node';
+import { KubernetesObjectApi, type KubeConfig, type KubernetesObject, type V1Lease, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../workloads/observability/logger.js';
 import { WatchCache } from '../../workloads/kube/watch-cache.js';
 import { LABEL_CLUSTER, LABEL_LEASE } from '../../workloads/registry/kubernetes-objects.js';
@@ -12,7 +13,7 @@ import { LABEL_MANAGED_BY, MANAGED_BY } from '../builders/names.js';
 import { apiMessage, KubeApi } from './kube-api.js';
 import { queueDepth, reconciles, reconcileSeconds } from './metrics.js';
 import { OWNED_KINDS, Reconciler, type OwnedKind } from './reconciler.js';
-import { MemberLeaseChanges } from './triggers.js';
+import { memberLeaseChanges, podProblemChanges } from './triggers.js';
 import { WorkQueue } from './work-queue.js';
 
 export interface ControllerOptions {
@@ -70,7 +71,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const ownedCaches = new Map(OWNED_KINDS.map((k) => [kindKey(k), new WatchCache<KubernetesObject>(o.kubeConfig, {
     ...collection(objects, k.apiVersion, k.kind, k.plural, o.namespace, owned), onChange: enqueueOwner, onError: onError(k.plural),
   })]));
-  const memberChanges = new MemberLeaseChanges();
+  const memberChanges = memberLeaseChanges();
   const leases: WatchCache<V1Lease> = new WatchCache<V1Lease>(o.kubeConfig, {
     ...collection(objects, 'coordination.k8s.io/v1', 'Lease', 'leases', o.namespace, `${LABEL_LEASE}=member`),
     onChange: (lease) => {
@@ -79,7 +80,16 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     },
     onError: onError('member Leases'),
   });
-  const caches = [clusters, leases, ...ownedCaches.values()];
+  // The clusters' pods (made by their StatefulSets and Deployments, with their labels), for the problems status reports.
+  const podChanges = podProblemChanges();
+  const pods: WatchCache<V1Pod> = new WatchCache<V1Pod>(o.kubeConfig, {
+    ...collection(objects, 'v1', 'Pod', 'pods', o.namespace, owned),
+    onChange: (pod) => {
+      if (podChanges.matters(pod, pods.get(pod.metadata!.name!, pod.metadata?.namespace) !== undefined)) enqueueOwner(pod);
+    },
+    onError: onError('pods'),
+  });
+  const caches = [clusters, leases, pods, ...ownedCaches.values()];
   await Promise.all(caches.map((c) => c.start()));
 
   const cacheOf = (k: Pick<OwnedKind, 'apiVersion' | 'kind'>) => ownedCaches.get(kindKey(k))!;
@@ -87,6 +97,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     get: (k, namespace, name) => cacheOf(k).get(name, namespace),
     list: (k, namespace) => cacheOf(k).list(namespace),
     leases: (ns) => leases.list(ns),
+    pods: (ns) => pods.list(ns),
   }, o.log);
   queue = new WorkQueue(
     async (key) => {

@@ -5,7 +5,7 @@
 // changed; prune what is no longer desired; report decisions as events and
 // the outcome as status, written only when it changed. Running it twice with
 // nothing changed writes nothing.
-import { ApiException, type KubernetesObject, type V1Lease } from '@kubernetes/client-node';
+import { ApiException, type KubernetesObject, type V1Lease, type V1Pod } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../../workloads/observability/logger.js';
 import { LABEL_CLUSTER, LABEL_ROLE, memberFromLease, topologyConfigMapName } from '../../workloads/registry/kubernetes-objects.js';
@@ -16,7 +16,8 @@ import { desiredObjects, type DesiredObject } from '../builders/desired.js';
 import { LABEL_MANAGED_BY, MANAGED_BY } from '../builders/names.js';
 import { clusterStateFromLegacyConfigMap, clusterStateFromStatus, describeIssues, type ClusterState } from '../builders/topology.js';
 import { step, type Decision, type ScalingResult } from '../scaling/doubling.js';
-import { computeStatus, isNewRefusal, sameStatus, type ObservedWorkload } from '../status/status.js';
+import { describePodProblems } from '../status/pod-problems.js';
+import { computeStatus, isNewRefusal, isPaused, pausedStatus, sameStatus, type ObservedWorkload } from '../status/status.js';
 import { AppliedObjects } from './applied.js';
 import { apiMessage, type KubeApi } from './kube-api.js';
 import { applies, statusWrites } from './metrics.js';
@@ -45,6 +46,7 @@ export interface Observed {
   get(kind: Pick<OwnedKind, 'apiVersion' | 'kind'>, namespace: string, name: string): KubernetesObject | undefined;
   list(kind: Pick<OwnedKind, 'apiVersion' | 'kind'>, namespace: string): readonly KubernetesObject[];
   leases(namespace: string): readonly V1Lease[];
+  pods(namespace: string): readonly V1Pod[];
 }
 
 /** How often an unfinished doubling looks at its members again (Leases expire without an event). */
@@ -67,6 +69,12 @@ export class Reconciler {
       return {};
     }
     const cr = parsed.data;
+    if (isPaused(cr)) {
+      // Paused: nothing changes but the status, which says so.
+      const status = pausedStatus(cr.status, cr.metadata.generation, new Date());
+      if (!sameStatus(status, cr.status)) await this.writeStatus(cr, status);
+      return {};
+    }
     let stored: ClusterState | undefined;
     try {
       stored = await this.storedState(cr);
@@ -126,9 +134,11 @@ export class Reconciler {
   }
 
   private status(cr: GroupChatCluster, result: ScalingResult, desired: DesiredObject[], applyError?: string): ClusterStatus {
+    const { namespace, name } = cr.metadata;
+    const podProblems = describePodProblems(this.observed.pods(namespace).filter((p) => p.metadata?.labels?.[LABEL_CLUSTER] === name));
     return computeStatus({
-      generation: cr.metadata.generation, result, workloads: this.workloads(cr.metadata.namespace, desired),
-      previous: cr.status, now: new Date(), ...(applyError ? { applyError } : {}),
+      generation: cr.metadata.generation, result, workloads: this.workloads(namespace, desired),
+      previous: cr.status, now: new Date(), ...(applyError ? { applyError } : {}), ...(podProblems ? { podProblems } : {}),
     });
   }
 

@@ -2,7 +2,7 @@
 // what the workloads' own status says. Pure: the reconciler only writes it.
 import { isDeepStrictEqual } from 'node:util';
 import type { Role } from '../../workloads/registry/schema.js';
-import type { ClusterStatus, Condition, RoleStatus } from '../api/v1alpha1.js';
+import type { ClusterStatus, Condition, GroupChatCluster, RoleStatus } from '../api/v1alpha1.js';
 import { stateStatus } from '../builders/topology.js';
 import type { ScalingResult } from '../scaling/doubling.js';
 
@@ -20,12 +20,14 @@ export interface StatusInput {
   workloads: ObservedWorkload[];
   /** Set when applying the desired objects failed. */
   applyError?: string;
+  /** Set when pods cannot run (pod-problems.ts): one sentence. */
+  podProblems?: string;
   previous: ClusterStatus | undefined;
   now: Date;
 }
 
 export function computeStatus(input: StatusInput): ClusterStatus {
-  const { result, workloads, applyError, generation } = input;
+  const { result, workloads, applyError, podProblems, generation } = input;
   const { topology } = result.state;
 
   const roles: Record<string, RoleStatus> = {};
@@ -44,7 +46,9 @@ export function computeStatus(input: StatusInput): ClusterStatus {
       ? { type: 'Degraded', status: 'True', reason: 'ApplyFailed', message: applyError }
       : result.refusal
         ? { type: 'Degraded', status: 'True', reason: result.refusal.reason, message: result.refusal.message }
-        : { type: 'Degraded', status: 'False', reason: 'AsExpected', message: '' },
+        : podProblems
+          ? { type: 'Degraded', status: 'True', reason: 'PodProblems', message: podProblems }
+          : { type: 'Degraded', status: 'False', reason: 'AsExpected', message: '' },
     topology.phase !== 'Stable'
       ? { type: 'Progressing', status: 'True', reason: `Doubling${topology.phase}`, message: result.waitingFor ?? '' }
       : notReady.length > 0
@@ -65,6 +69,24 @@ export function computeStatus(input: StatusInput): ClusterStatus {
     ready: `${total.ready}/${total.desired}`,
     ...stateStatus(result.state),
   };
+}
+
+/** The annotation that pauses reconciling a cluster: "true" stops every change but the status. */
+export const PAUSED_ANNOTATION = 'groupchat.dev/paused';
+
+export const isPaused = (cr: GroupChatCluster) => cr.metadata.annotations?.[PAUSED_ANNOTATION] === 'true';
+
+/**
+ * The status of a paused cluster: the last one, with a Paused condition and
+ * the generation seen (as a paused Deployment's), so an edit shows as
+ * observed and not acted on.
+ */
+export function pausedStatus(previous: ClusterStatus | undefined, generation: number, now: Date): ClusterStatus {
+  const paused = withTransitionTime({
+    type: 'Paused', status: 'True', reason: 'PausedByAnnotation', observedGeneration: generation,
+    message: `Reconciling is paused by the annotation ${PAUSED_ANNOTATION}: nothing is created, changed or deleted until it is removed.`,
+  }, previous, now);
+  return { ...previous, observedGeneration: generation, conditions: [...(previous?.conditions ?? []).filter((c) => c.type !== 'Paused'), paused] };
 }
 
 /** Whether writing `next` would change the stored status (compared as the JSON the API server keeps). */

@@ -3,7 +3,7 @@
 // it differs.
 import type { KubernetesObject, V1Lease } from '@kubernetes/client-node';
 import { AppliedObjects } from '../../../operator/reconcile/applied.js';
-import { MemberLeaseChanges } from '../../../operator/reconcile/triggers.js';
+import { memberLeaseChanges } from '../../../operator/reconcile/triggers.js';
 import { sameStatus } from '../../../operator/status/status.js';
 
 const desired = (replicas: number): KubernetesObject & { spec: object } =>
@@ -40,7 +40,7 @@ const lease = (member: string, renewTime: string): V1Lease => ({
 });
 
 test('a member Lease matters when it appears, carries another member, or goes; a renewal does not', () => {
-  const changes = new MemberLeaseChanges();
+  const changes = memberLeaseChanges();
   expect(changes.matters(lease('{"ready":false}', 't1'), true)).toBe(true);
   expect(changes.matters(lease('{"ready":false}', 't2'), true)).toBe(false);
   expect(changes.matters(lease('{"ready":false}', 't3'), true)).toBe(false);
