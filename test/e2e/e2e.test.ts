@@ -126,12 +126,13 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   await traffic.close();
   traffic = undefined;
   await cp.kubectl(['delete', 'groupchatcluster', CLUSTER, '-n', NAMESPACE, '--wait=true', '--timeout=60s']);
-  const kinds = 'statefulsets,deployments,replicasets,pods,services,endpointslices,poddisruptionbudgets,configmaps,serviceaccounts,roles,rolebindings,leases';
+  const kinds = 'statefulsets,deployments,replicasets,pods,services,endpointslices,poddisruptionbudgets,configmaps,serviceaccounts,roles,rolebindings,leases,networkpolicies';
   const leftovers = await until('everything the cluster made to be gone', async () => {
     const list = await getJson<{ items: { kind: string; metadata: { name: string } }[] }>(cp, [kinds, '-n', NAMESPACE]);
-    // What Kubernetes itself puts in every namespace stays.
+    // What Kubernetes itself puts in every namespace stays, and the chart's RoleBinding letting the operator manage clusters here.
     const left = list.items.filter((o) => !(o.kind === 'ServiceAccount' && o.metadata.name === 'default')
-      && !(o.kind === 'ConfigMap' && o.metadata.name === 'kube-root-ca.crt'));
+      && !(o.kind === 'ConfigMap' && o.metadata.name === 'kube-root-ca.crt')
+      && !(o.kind === 'RoleBinding' && o.metadata.name === `${RELEASE}-manage`));
     return left.length === 0 ? [] as string[] : undefined;
   }, 120_000, 500).catch(async (err) => {
     const list = await getJson<{ items: { kind: string; metadata: { name: string } }[] }>(cp, [kinds, '-n', NAMESPACE]);
