@@ -129,7 +129,13 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     if (!leading || stopping) return;
     log.info({ identity }, 'leading');
     isLeader.set(1);
-    controller = await start();
+    const started = await start();
+    // Leadership lost while the caches filled: this controller must not run.
+    if (elector !== candidate || !candidate.isLeader || stopping) {
+      await started.stop();
+      return;
+    }
+    controller = started;
   };
   const stepDown = async () => {
     log.warn('could not renew the leader Lease within the renew deadline; stopping the controller and campaigning again');
