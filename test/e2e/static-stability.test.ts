@@ -70,7 +70,7 @@ test('the apiserver stopped for 120 s during a doubling, then etcd for 120 s: no
   traffic = new ChatTraffic({
     gateways, proxies, rooms: 12, users: 16, roomsPerUser: 3,
     // Bounded well beyond both outages and the doubling; stopped by the test before.
-    pauseMs: 50, maxPerRoom: 50_000, maxDurationMs: 600_000, messageDeadlineMs: 60_000,
+    pauseMs: 50, maxPerRoom: 50_000, maxDurationMs: 600_000, messageDeadlineMs: 60_000, maxAttempts: 300,
   });
   await traffic.connect();
   traffic.start();
