@@ -6,7 +6,7 @@ import { Long, messageIdKey } from '../../workloads/protocol/index.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
 import { metricValue } from '../support/metrics.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
-import { audit, connectUser, totalExpected, totalReceived, type User } from '../support/traffic.js';
+import { audit, connectUser, settle, totalExpected, totalReceived, type User } from '../support/traffic.js';
 
 const ROOMS = 60;
 const BIG_ROOM = 1000;
@@ -77,11 +77,11 @@ describe('delivery through real processes', () => {
     const acked = new Map<number, Set<string>>();
     for (const u of users) u.received.clear();
     await publishAll(publisher, 3000, acked);
-    publisher.close();
     const expected = totalExpected(users, acked);
     await eventually(() => totalReceived(users) >= expected, `${expected} deliveries`);
-    // Let any stray copy arrive before counting.
-    await new Promise((r) => setTimeout(r, 500));
+    // Any stray copy arrives before counting: it would be ahead of the marker.
+    await settle(users, publisher);
+    publisher.close();
     expect(audit(users, acked)).toEqual({ lost: 0, duplicated: 0, reordered: 0, sdkDropped: 0 });
     expect(totalReceived(users)).toBe(expected);
   });

@@ -11,7 +11,7 @@ import { PeerClient } from '../../workloads/transport/peer-client.js';
 import type { PeerLink } from '../../workloads/transport/peer-link.js';
 import { metricValue } from '../support/metrics.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
-import { audit, connectUser, totalExpected, totalReceived, type User } from '../support/traffic.js';
+import { audit, connectUser, settle, totalExpected, totalReceived, type User } from '../support/traffic.js';
 
 const ROOMS = 40;
 let cluster: LocalClusterHandle;
@@ -50,10 +50,10 @@ async function publishWhile(count: number, workerOrdinal: number, during: () => 
     if (i % 50 === 49) await new Promise((r) => setTimeout(r, 5));
   }
   await Promise.all(sends);
-  publisher.close();
   const expected = totalExpected(users, acked);
   await eventually(() => totalReceived(users) >= expected, `${expected} deliveries`);
-  await new Promise((r) => setTimeout(r, 300)); // let any late duplicate show itself
+  await settle(users, publisher); // a late duplicate would be ahead of the marker
+  publisher.close();
   return { acked, failed, expected };
 }
 

@@ -2,7 +2,9 @@
 // delivery contract: every member gets every message of its rooms exactly
 // once, and all members of a room see one order.
 import { ChatClient } from '../../workloads/sdk/chat-client.js';
+import type { Publisher } from '../../workloads/sdk/publisher.js';
 import { messageIdKey, type Delivery } from '../../workloads/protocol/index.js';
+import { eventually } from './cluster.js';
 
 export interface User {
   id: number;
@@ -71,4 +73,26 @@ export function totalReceived(users: User[]): number {
   let n = 0;
   for (const user of users) for (const list of user.received.values()) n += list.length;
   return n;
+}
+
+/**
+ * Before counting, an event instead of a pause: one more message in each
+ * room, and every member has it. A room's messages reach a member in order,
+ * so whatever was on its way before the marker has arrived too. The markers
+ * are then taken out of what the users received.
+ */
+export async function settle(users: User[], publisher: Publisher): Promise<void> {
+  const rooms = [...new Set(users.flatMap((u) => [...u.rooms]))];
+  const markers = new Map<number, string>();
+  await Promise.all(rooms.map(async (roomId) => {
+    markers.set(roomId, messageIdKey((await publisher.publish({ roomId, payload: Buffer.from('end of test') })).messageId));
+  }));
+  await eventually(() => users.every((u) => [...u.rooms].every((r) => (u.received.get(r) ?? []).includes(markers.get(r)!))),
+    'every member to get the end-of-test marker of each of its rooms');
+  for (const u of users) {
+    for (const [roomId, key] of markers) {
+      const list = u.received.get(roomId);
+      if (list) u.received.set(roomId, list.filter((k) => k !== key));
+    }
+  }
 }
