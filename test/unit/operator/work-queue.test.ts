@@ -1,25 +1,30 @@
 import { WorkQueue } from '../../../operator/reconcile/work-queue.js';
 
-const tick = () => new Promise((r) => setTimeout(r, 10));
-
 test('a key is handled once however often it is added while queued, and again if added while handled', async () => {
   const handled: string[] = [];
   let release!: () => void;
+  let started!: () => void;
+  const firstStarted = new Promise<void>((r) => { started = r; });
+  let finish!: () => void;
+  const thirdHandled = new Promise<void>((r) => { finish = r; });
   const queue = new WorkQueue(async (key) => {
     handled.push(key);
-    if (handled.length === 1) await new Promise<void>((r) => { release = r; });
+    if (handled.length === 1) {
+      started();
+      await new Promise<void>((r) => { release = r; });
+    }
+    if (handled.length === 3) finish();
     return {};
   }, () => undefined);
   queue.add('a');
-  await tick();
+  await firstStarted; // 'a' is being handled
   queue.add('a');
   queue.add('a');
   queue.add('b');
   release();
-  await tick();
-  await tick();
+  await thirdHandled;
+  await queue.stop(); // waits for the handler that is running; nothing more is taken
   expect(handled).toEqual(['a', 'b', 'a']);
-  await queue.stop();
 });
 
 test('a failing key comes back after a backoff and reports each failure', async () => {
