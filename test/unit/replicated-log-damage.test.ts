@@ -79,9 +79,15 @@ test('a damaged log: kept up to the damage, no vote until caught up, the leader 
   await until(() => sent.some((m) => m.kind === 'appendReply'), 'the append reply');
   expect(sent.find((m) => m.kind === 'appendReply')).toMatchObject({ success: false, match: 3, lost: true });
 
-  // Brought up to the leader's commit index, it votes again.
+  // Up to the leader's commit index, but that index is of an older term: the leader may not know yet
+  // what a majority holds beyond it, so the replica stays out of elections.
   const entries = [4, 5, 6].map((index) => ({ index, term, data: Buffer.from(`again ${index}`) }));
   damaged.receive({ kind: 'append', from: 'c', to: 'a', term: term + 1, prevIndex: 3, prevTerm: term, entries, commit: 6, stamp });
+  await until(() => sent.filter((m) => m.kind === 'appendReply').length >= 2, 'the second append reply');
+  expect(damaged.raft.catchingUp).toBe(true);
+  // Up to an entry the leader committed in its own term: caught up, it votes again.
+  const own = { index: 7, term: term + 1, data: Buffer.from('the leader\'s own') };
+  damaged.receive({ kind: 'append', from: 'c', to: 'a', term: term + 1, prevIndex: 6, prevTerm: term, entries: [own], commit: 7, stamp });
   await until(() => !damaged.raft.catchingUp, 'the replica to catch up');
   await damaged.close();
   expect(JSON.parse((await kv.get(Buffer.from('damage/h')))!.toString()).catchingUp).toBeUndefined();

@@ -496,7 +496,10 @@ export class RaftNode {
     }
     const lastNew = m.prevIndex + m.entries.length;
     if (m.commit > this.commitIndex) this.commitIndex = Math.min(m.commit, lastNew);
-    if (this.catchingUp && lastNew >= m.commit) {
+    // Caught up once it holds the leader's log up to an entry that leader committed in its own term:
+    // everything committed before that leader's election lies below it (an older commit index could
+    // be stale, behind what a majority already holds).
+    if (this.catchingUp && lastNew >= m.commit && this.termAt(m.commit) === m.term) {
       this.catchingUp = false;
       this.persistHardState();
     }
