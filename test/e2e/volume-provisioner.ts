@@ -11,13 +11,27 @@ export class VolumeProvisioner {
   private readonly core: CoreV1Api;
   private readonly claims: WatchCache<V1PersistentVolumeClaim>;
   private readonly created = new Set<string>();
+  private stopped = false;
 
   constructor(kubeConfig: KubeConfig) {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.claims = new WatchCache<V1PersistentVolumeClaim>(kubeConfig, {
       path: '/api/v1/persistentvolumeclaims',
       list: () => this.core.listPersistentVolumeClaimForAllNamespaces(),
-      onChange: (claim) => void this.provision(claim).catch((err: Error) => process.stderr.write(`e2e provisioner: ${err.message}\n`)),
+      onChange: (claim) => this.provisionUntilDone(claim),
+    });
+  }
+
+  /**
+   * A claim seen while the API server is away (the static-stability e2e stops
+   * it) is provisioned once it is back: its change will not be seen again.
+   */
+  private provisionUntilDone(claim: V1PersistentVolumeClaim): void {
+    this.provision(claim).catch((err: Error & { code?: number }) => {
+      if (err.code === 409) return; // created, the answer lost
+      process.stderr.write(`e2e provisioner: ${err.message}; trying again in 1 s\n`);
+      this.created.delete(volumeNameOf(claim));
+      if (!this.stopped) setTimeout(() => this.provisionUntilDone(claim), 1000).unref();
     });
   }
 
@@ -26,13 +40,14 @@ export class VolumeProvisioner {
   }
 
   stop(): Promise<void> {
+    this.stopped = true;
     return this.claims.stop();
   }
 
   private async provision(claim: V1PersistentVolumeClaim): Promise<void> {
     const { namespace, name, uid } = claim.metadata ?? {};
     if (!namespace || !name || claim.spec?.volumeName || claim.metadata?.deletionTimestamp) return;
-    const pv = `pv-${namespace}-${name}`.slice(0, 253);
+    const pv = volumeNameOf(claim);
     if (this.created.has(pv)) return;
     this.created.add(pv);
     await this.core.createPersistentVolume({
@@ -49,4 +64,8 @@ export class VolumeProvisioner {
       },
     });
   }
+}
+
+function volumeNameOf(claim: V1PersistentVolumeClaim): string {
+  return `pv-${claim.metadata?.namespace}-${claim.metadata?.name}`.slice(0, 253);
 }
