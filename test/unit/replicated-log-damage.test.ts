@@ -54,7 +54,8 @@ test('a damaged log: kept up to the damage, no vote until caught up, the leader 
   kv = await KvStore.open(dir);
   const sent: Message[] = [];
   const damaged = await ReplicatedLog.open({ name: 'damage', self: 'a', voters: ['a', 'b', 'c'], kv, dataDir: dir, stateMachine: machine, send: (m) => sent.push(m), log: silent, config: FAST });
-  expect({ catchingUp: damaged.raft.catchingUp, lastIndex: damaged.raft.lastIndex }).toEqual({ catchingUp: true, lastIndex: 3 });
+  // A term of its own (the leader it knew steps down; older messages are refused), and what precedes the damage.
+  expect({ catchingUp: damaged.raft.catchingUp, lastIndex: damaged.raft.lastIndex, term: damaged.raft.term }).toEqual({ catchingUp: true, lastIndex: 3, term: term + 1 });
   // Recorded before it runs: a crash now cannot make it forget.
   expect(JSON.parse((await kv.get(Buffer.from('damage/h')))!.toString())).toMatchObject({ catchingUp: true });
 

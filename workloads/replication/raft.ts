@@ -165,7 +165,14 @@ export class RaftNode {
     // just heard from a leader, so a lease granted before the restart holds.
     this.lastHeardFromLeader = now;
     this.catchingUp = (restored.damaged ?? false) || (restored.hardState.catchingUp ?? false);
-    if (restored.damaged) this.persistHardState(); // a restart before catching up must not forget it
+    if (restored.damaged) {
+      // A term of its own, in which it votes for nobody: the leader it knew steps down when it hears
+      // it, and messages sent before the damage (older terms) are refused. The leader it catches up
+      // with is then one elected without it, which holds everything committed (one damaged replica).
+      this.term++;
+      this.votedFor = null;
+      this.persistHardState(); // a restart before catching up must not forget it
+    }
     this.resetElectionDeadline();
   }
 
