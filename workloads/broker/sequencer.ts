@@ -280,27 +280,29 @@ export class Sequencer {
    */
   private learnThrough(index: number): void {
     if (this.learnedThrough >= index) return;
-    const pending: Entry[] = [];
-    let messages = 0;
-    for (let i = index; i > this.learnedThrough && messages < DEDUP_ENTRIES; i--) {
+    // Decoded once on the way back (to count), learned on the way forward.
+    const pending: Array<{ entry: Entry; messages: RoomDelivery[] }> = [];
+    let count = 0;
+    for (let i = index; i > this.learnedThrough && count < DEDUP_ENTRIES; i--) {
       const entry = this.deps.log.entryAt(i);
       if (!entry) break; // compacted away
-      pending.push(entry);
-      if (entry.data.length > 0 && !isDoublingStep(entry.data)) messages += decodeBatch(entry.data).messages.length;
+      const messages = entry.data.length > 0 && !isDoublingStep(entry.data) ? decodeBatch(entry.data).messages : [];
+      pending.push({ entry, messages });
+      count += messages.length;
     }
-    for (const entry of pending.reverse()) this.learn(entry);
+    for (const { entry, messages } of pending.reverse()) this.learn(entry, messages);
     this.learnedThrough = index;
   }
 
   /** An applied entry's messages into the duplicate table (numbered, committed); returns those now 'applied'. */
-  private learn(entry: Entry): Known[] {
+  private learn(entry: Entry, decoded?: RoomDelivery[]): Known[] {
     if (entry.data.length === 0) return [];
     if (isDoublingStep(entry.data)) {
       this.learnAdopted(entry.data);
       return [];
     }
     const learned: Known[] = [];
-    for (const delivery of decodeBatch(entry.data).messages) {
+    for (const delivery of decoded ?? decodeBatch(entry.data).messages) {
       let known = this.known.get(delivery.roomId, delivery.senderId, delivery.messageId.high, delivery.messageId.low);
       if (!known || known.phase === 'proposed' || known.phase === 'lost') {
         known = { phase: 'applied', waiters: known?.waiters ?? [], delivery };
