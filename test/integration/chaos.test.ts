@@ -40,6 +40,11 @@ function seededRandom(seed: number): () => number {
 let cluster: LocalClusterHandle;
 let users: User[];
 
+/** A restarted proxy listens on a new port, so publishers follow the addresses registered now, as a backend watching the registry would. */
+async function proxiesNow(): Promise<string[]> {
+  return (await cluster.processes()).filter((p) => p.role === 'proxy' && p.member?.ready).map((p) => p.member!.address);
+}
+
 beforeAll(async () => {
   cluster = await startLocalCluster(['--restart-delay', '300']);
   users = [];
@@ -110,6 +115,7 @@ describe('chaos', () => {
         killed.push(victim.name);
       }
       await new Promise((r) => setTimeout(r, KILL_EVERY_MS));
+      publisher.setProxies(await proxiesNow());
     }
     running = false;
     await Promise.all([...rooms, direct]);
@@ -147,7 +153,7 @@ describe('chaos', () => {
     const notBack = processes.filter((p) => !p.member?.ready).map((p) => p.name);
     // A new publisher, with time for partitions whose replicas were killed to elect a leader again: this is
     // about the cluster taking messages, not the old links' reconnect backoff.
-    const after = new Publisher({ proxies: cluster.ready.proxies, workerId: workerIdFor('client', 41), timeoutMs: 30_000 });
+    const after = new Publisher({ proxies: await proxiesNow(), workerId: workerIdFor('client', 41), timeoutMs: 30_000 });
     const recovered = await Promise.all(Array.from({ length: ROOMS }, (_, r) => after.publish({ roomId: r + 1, payload: Buffer.from('after') }).then(() => 'OK', (e: Error) => e.message)));
     after.close();
     const directAfter = await sender.direct(7901, Buffer.from('after')).then(() => 'OK', (e: Error) => e.message);
