@@ -205,8 +205,9 @@ describe('the chat page in Chromium', () => {
     const key = Buffer.from(randomBytes(32).toString('hex'));
     writeFileSync(join(dir, 'key'), key);
     const secured = await startLocalCluster(['--auth-key-file', join(dir, 'key')]);
+    let page: Page | undefined;
     try {
-      const page = await openPage('/', undefined, secured.ready.web);
+      page = await openPage('/', undefined, secured.ready.web);
       // No token: the gateway refuses, and the page says why.
       await page.getByLabel('Display name', { exact: true }).fill('carol');
       await page.getByRole('button', { name: 'Join' }).click();
@@ -224,6 +225,8 @@ describe('the chat page in Chromium', () => {
       await box.press('Enter');
       await received(page, 'signed in with a token').waitFor();
     } finally {
+      // Closed first: a page left open polls the stopped cluster and logs each refused connection.
+      await page?.close();
       await secured.stop();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -70,9 +70,10 @@ describe('slow consumers', () => {
       w.client.on('message', (d) => order.push(Buffer.from(d.payload).toString()));
       return order;
     });
+    const linksLost = await brokerMetric('groupchat_broker_gateway_links_lost_total');
     process.kill(stalled.pid, 'SIGSTOP');
-    // Let the broker's heartbeat drop the link, so what follows waits in its queue.
-    await new Promise((r) => setTimeout(r, 1200));
+    // Once the broker's heartbeat has dropped the link, what follows waits in its queue.
+    await eventually(async () => (await brokerMetric('groupchat_broker_gateway_links_lost_total')) > linksLost, 'the broker to drop the stalled gateway\'s link');
     const chat = Array.from({ length: 1000 }, (_, i) => publisher.publish({ roomId: 77, payload: Buffer.from(`chat ${i}`) }));
     const critical = publisher.publish({ roomId: 77, payload: Buffer.from('CRITICAL'), critical: true });
     // Resumed once the brokers hold the chat traffic for it (the critical message must overtake a real queue).
@@ -95,7 +96,6 @@ describe('slow consumers', () => {
     // Acknowledged once gateway-0 has them and gateway-1 has been dropped (3 s registry TTL).
     const keys = (await Promise.all(Array.from({ length: 300 }, (_, i) => publisher.publish({ roomId: 77, payload: Buffer.from(`while dropped ${i}`) }))))
       .map((r) => messageIdKey(r.messageId));
-    await new Promise((r) => setTimeout(r, 1000));
     process.kill(stalled.pid, 'SIGCONT');
     const since = (u: User) => (u.received.get(77) ?? []).slice(marks[users.indexOf(u)]!.from);
     const wanted = new Set(keys);

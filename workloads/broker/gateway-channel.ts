@@ -47,6 +47,7 @@ export function flowMode(pending: number): FlowMode {
 }
 
 const modeChanges = new Counter({ name: 'groupchat_broker_flow_mode_total', help: 'Gateway links entering a flow mode', labelNames: ['mode'], registers: [metrics] });
+const linksLost = new Counter({ name: 'groupchat_broker_gateway_links_lost_total', help: 'Gateway links lost (closed, failed or silent past the heartbeat timeout); deliveries wait in the queue until one is back', registers: [metrics] });
 
 export class GatewayChannel {
   private readonly client: PeerClient;
@@ -66,7 +67,10 @@ export class GatewayChannel {
   constructor(readonly gatewayId: string, readonly address: string, self: PeerIdentity, private readonly maxQueued: number) {
     this.client = new PeerClient(address, self);
     this.client.on('up', (link) => this.onUp(link));
-    this.client.on('down', () => this.requeueInflight());
+    this.client.on('down', () => {
+      linksLost.inc();
+      this.requeueInflight();
+    });
   }
 
   get pending(): number {
