@@ -7,7 +7,7 @@ import { KubernetesRegistry } from '../../workloads/registry/kubernetes.js';
 import type { Registration } from '../../workloads/registry/registry.js';
 import { type Topology } from '../../workloads/registry/schema.js';
 import { type ControlPlane } from './control-plane.js';
-import { eventsFor, eventually, getJson, logged, OPERATOR_NS, startOperator, type CliProcess, startOperatorControlPlane, workloadUser, OPERATOR_USER, topologyOf } from './support.js';
+import { eventsSince, eventually, getJson, logged, OPERATOR_NS, startOperator, type CliProcess, startOperatorControlPlane, workloadUser, OPERATOR_USER, topologyOf } from './support.js';
 
 const NS = 'failover';
 const CLUSTER = 'chat';
@@ -53,6 +53,7 @@ test('one of two operators leads; killed mid-doubling, the standby takes over an
   for (const p of [0, 1]) for (const r of [0, 1]) {
     registrations.push(await registry.register({ id: `broker-${p}-${r}-f`, role: 'broker', partition: p, replica: r, address: `10.4.${p}.${r}:7000`, ready: true, epoch: 1 }));
   }
+  const doublingsStarted = await eventsSince(cp, NS, CLUSTER);
   await cp.kubectl(['patch', 'groupchatcluster', CLUSTER, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { broker: { partitions: 4, replicas: 2 } } })]);
   await eventually(async () => expect(await topology()).toMatchObject({ epoch: 1, phase: 'Expanding' }));
   const killedAt = Date.now();
@@ -71,7 +72,7 @@ test('one of two operators leads; killed mid-doubling, the standby takes over an
   await eventually(async () => expect(await topology()).toMatchObject({ epoch: 2, phase: 'Switching' }));
   for (const old of registrations.slice(0, 4)) await old.update({ epoch: 2 });
   await eventually(async () => expect(await topology()).toMatchObject({ epoch: 2, phase: 'Stable', roles: { broker: { partitions: 4 } } }));
-  expect((await eventsFor(cp, NS, CLUSTER)).filter((e) => e.reason === 'DoublingStarted')).toHaveLength(1);
+  expect(await doublingsStarted('DoublingStarted')).toBe(1);
 });
 
 test('a leader that stops releases the Lease: a new standby takes over within a retry period', async () => {

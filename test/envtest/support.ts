@@ -192,3 +192,13 @@ export async function eventsFor(cp: ControlPlane, namespace: string, name: strin
   return list.items.filter((e) => e.regarding?.name === name)
     .map((e) => ({ reason: e.reason, note: e.note ?? e.message ?? '', type: e.type }));
 }
+
+/**
+ * Marks the cluster's events now; the function returned counts the events of a
+ * reason recorded since, so a test counts what it caused, whatever ran before it.
+ */
+export async function eventsSince(cp: ControlPlane, namespace: string, name: string): Promise<(reason: string) => Promise<number>> {
+  const count = (events: EventSummary[], reason: string) => events.filter((e) => e.reason === reason).length;
+  const before = await eventsFor(cp, namespace, name);
+  return async (reason) => count(await eventsFor(cp, namespace, name), reason) - count(before, reason);
+}
