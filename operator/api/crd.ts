@@ -23,7 +23,11 @@ export function customResourceDefinition() {
         name: VERSION,
         served: true,
         storage: true,
-        subresources: { status: {} },
+        // The scale subresource scales the gateways, the tier that grows with users (kubectl scale, HPA).
+        subresources: {
+          status: {},
+          scale: { specReplicasPath: '.spec.gateway.replicas', statusReplicasPath: '.status.gatewayReplicas', labelSelectorPath: '.status.gatewaySelector' },
+        },
         additionalPrinterColumns: [
           { name: 'Brokers', type: 'integer', description: 'Broker partitions', jsonPath: '.spec.broker.partitions' },
           { name: 'Epoch', type: 'integer', description: 'Topology epoch', jsonPath: '.status.epoch' },

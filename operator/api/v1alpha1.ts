@@ -223,6 +223,10 @@ export const ClusterStatusSchema = z.object({
   phase: z.enum(TOPOLOGY_PHASES).optional().meta({ description: 'Stable, or where a partition doubling is.' }),
   roles: z.record(z.string(), RoleStatusSchema).optional().meta({ description: 'Pods desired and ready per role.' }),
   ready: z.string().optional().meta({ description: 'Pods ready out of pods desired, over every role, e.g. 11/12.' }),
+  gatewayReplicas: z.number().int().nonnegative().optional()
+    .meta({ description: 'Gateway pods the gateway Deployment has now: the replicas of the scale subresource (kubectl scale, a HorizontalPodAutoscaler), which sets spec.gateway.replicas.' }),
+  gatewaySelector: z.string().optional()
+    .meta({ description: 'Label selector of the gateway pods, for the scale subresource (a HorizontalPodAutoscaler finds the pods it measures by it).' }),
   topology: TopologySchema.optional().meta({
     description: 'The topology the operator decided: the record of the epoch and the doubling phase. '
       + 'The ConfigMap <cluster>-topology is rewritten from it when deleted or edited.',

@@ -137,7 +137,7 @@ export class Reconciler {
     const { namespace, name } = cr.metadata;
     const podProblems = describePodProblems(this.observed.pods(namespace).filter((p) => p.metadata?.labels?.[LABEL_CLUSTER] === name));
     return computeStatus({
-      generation: cr.metadata.generation, result, workloads: this.workloads(namespace, desired),
+      cluster: name, generation: cr.metadata.generation, result, workloads: this.workloads(namespace, desired),
       previous: cr.status, now: new Date(), ...(applyError ? { applyError } : {}), ...(podProblems ? { podProblems } : {}),
     });
   }

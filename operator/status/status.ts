@@ -3,6 +3,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Role } from '../../workloads/registry/schema.js';
 import type { ClusterStatus, Condition, GroupChatCluster, RoleStatus } from '../api/v1alpha1.js';
+import { roleSelector } from '../builders/names.js';
 import { stateStatus } from '../builders/topology.js';
 import type { ScalingResult } from '../scaling/doubling.js';
 
@@ -15,6 +16,8 @@ export interface ObservedWorkload {
 }
 
 export interface StatusInput {
+  /** The GroupChatCluster's name. */
+  cluster: string;
   generation: number;
   result: ScalingResult;
   workloads: ObservedWorkload[];
@@ -67,9 +70,14 @@ export function computeStatus(input: StatusInput): ClusterStatus {
     phase: topology.phase,
     roles,
     ready: `${total.ready}/${total.desired}`,
+    gatewayReplicas: roles.gateway?.desired ?? 0,
+    gatewaySelector: labelSelector(roleSelector(input.cluster, 'gateway')),
     ...stateStatus(result.state),
   };
 }
+
+/** A label selector in its string form, as the scale subresource reports it. */
+const labelSelector = (labels: Record<string, string>) => Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',');
 
 /** The annotation that pauses reconciling a cluster: "true" stops every change but the status. */
 export const PAUSED_ANNOTATION = 'groupchat.dev/paused';

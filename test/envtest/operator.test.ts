@@ -130,6 +130,23 @@ test('editing replicas: the StatefulSets follow and the layout gets a new epoch'
   await eventually(async () => expect((await cluster()).status.roles.broker.desired).toBe(6));
 });
 
+test('kubectl scale scales the gateways through the scale subresource, as a HorizontalPodAutoscaler would', async () => {
+  await cp.kubectl(['scale', 'groupchatcluster', CLUSTER, '-n', NS, '--replicas', '3']);
+  expect((await cluster()).spec.gateway.replicas).toBe(3);
+  await eventually(async () => expect((await getJson(cp, ['deployment', 'chat-gateway', '-n', NS])).spec.replicas).toBe(3));
+  const scale = await eventually(async () => {
+    const current = await getJson(cp, ['groupchatcluster', CLUSTER, '-n', NS, '--subresource', 'scale']);
+    expect(current.status.replicas).toBe(3);
+    return current;
+  });
+  expect(scale).toMatchObject({ kind: 'Scale', spec: { replicas: 3 }, status: { selector: 'groupchat.dev/cluster=chat,groupchat.dev/role=gateway' } });
+  // The selector finds the gateway pods' template labels.
+  const template = (await getJson(cp, ['deployment', 'chat-gateway', '-n', NS])).spec.template.metadata.labels;
+  expect(template).toMatchObject({ 'groupchat.dev/cluster': CLUSTER, 'groupchat.dev/role': 'gateway' });
+  await cp.kubectl(['scale', 'groupchatcluster', CLUSTER, '-n', NS, '--replicas', '2']);
+  await eventually(async () => expect((await getJson(cp, ['deployment', 'chat-gateway', '-n', NS])).spec.replicas).toBe(2));
+});
+
 test('editing partitions 2 → 4 doubles them through Expanding and Switching as members sync', async () => {
   registry = await KubernetesRegistry.connect({ kubeConfig: cp.kubeConfig(WORKLOAD_USER), namespace: NS, cluster: CLUSTER });
   // The members of the current layout, serving epoch 2.
