@@ -190,7 +190,7 @@ export class LocalCluster {
   }
 
   /** Every process registered ready and, with leaders, every broker partition has a leader that can commit. */
-  private allReady(specs: ProcessSpec[], leaders = true, boundMs = 60_000): Promise<void> {
+  private allReady(specs: ProcessSpec[], leaders = true, boundMs = 120_000): Promise<void> {
     const brokerPartitions = [...new Set(leaders ? specs.filter((s) => s.role === 'broker').map((s) => s.partition) : [])];
     const registered = (members: Member[], s: ProcessSpec) => members.some((m) => m.role === s.role && m.partition === s.partition && m.replica === s.replica && m.ready);
     const led = (members: Member[], p: number) => members.some((m) => m.role === 'broker' && m.partition === p && m.leader);
