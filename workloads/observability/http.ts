@@ -5,7 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry as MetricsRegistry } from 'prom-client';
 
 export const metrics = new MetricsRegistry();
-collectDefaultMetrics({ register: metrics });
+// The event-loop delay histogram samples every 100 ms, not every 10 ms (the
+// default): 100 wake-ups a second cost an idle process about 0.5 % of a core.
+collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 100 });
 
 export interface HealthServer {
   address: string;

@@ -12,6 +12,8 @@ import type { PeerIdentity } from '../transport/peer-link.js';
 import { memberIdFor, type RoleConfig } from './config.js';
 import { claimOrdinal } from './ordinal.js';
 
+const READINESS_POLL_MS = 200;
+
 export interface RoleContext {
   config: RoleConfig;
   /** This process's ordinal among its role (worker ids). */
@@ -107,7 +109,8 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
   const caughtUp = epochOf(registry.topology());
   topologyEpoch.set(registry.topology().epoch);
   if (caughtUp !== undefined && caughtUp !== base.epoch) void registration.update({ epoch: caughtUp });
-  // Ready is published when the role says so, and withdrawn if it stops being so.
+  // Ready is published when the role says so, and withdrawn if it stops being so
+  // (polled: the registry is not on any message path, so 200 ms is soon enough).
   let published = { ready: false, leader: undefined as boolean | undefined };
   const readiness = setInterval(() => {
     const current = { ready: instance!.isReady(), leader: instance!.advertise?.().leader };
@@ -116,7 +119,7 @@ export async function runRole(config: RoleConfig, start: (ctx: RoleContext) => P
       published = current;
       void registration.update(current.leader === undefined ? { ready: current.ready } : current);
     }
-  }, 50);
+  }, READINESS_POLL_MS);
 
   let stopping = false;
   const stop = async (reason: string) => {
