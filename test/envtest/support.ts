@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { AppsV1Api, PatchStrategy, setHeaderOptions, type V1Deployment, type V1StatefulSet } from '@kubernetes/client-node';
 import { TopologySchema, type Topology } from '../../workloads/registry/schema.js';
 import { startControlPlane, type ControlPlane, type User } from './control-plane.js';
 import { runTool } from './tools.js';
@@ -166,21 +167,34 @@ export async function getJson<T = any>(cp: ControlPlane, args: string[]): Promis
   return JSON.parse(await cp.kubectl(['get', '-o', 'json', ...args])) as T;
 }
 
+/** Runs `task` on every item, at most `limit` at a time (a test playing many pods at once without flooding the API server). */
+export async function inParallel<T>(items: readonly T[], limit: number, task: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await task(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
 /** Plays the StatefulSet and Deployment controllers: every pod of the selected workloads is ready. */
 export async function markWorkloadsReady(cp: ControlPlane, namespace: string, selector: string): Promise<void> {
-  for (const kind of ['statefulsets', 'deployments']) {
-    const list = await getJson<{ items: { metadata: { name: string; generation: number }; spec: { replicas: number } }[] }>(
-      cp, [kind, '-n', namespace, '-l', selector]);
-    for (const item of list.items) {
-      const n = item.spec.replicas;
-      const status = {
-        observedGeneration: item.metadata.generation, replicas: n, readyReplicas: n, availableReplicas: n, updatedReplicas: n,
-        ...(kind === 'statefulsets' ? { currentReplicas: n } : {}),
-      };
-      await cp.kubectl(['patch', kind, item.metadata.name, '-n', namespace, '--subresource=status', '--type=merge',
-        '-p', JSON.stringify({ status })]);
-    }
-  }
+  const apps = cp.kubeConfig().makeApiClient(AppsV1Api);
+  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  const statusOf = (item: V1StatefulSet | V1Deployment, statefulSet: boolean) => {
+    const n = item.spec?.replicas ?? 1;
+    return {
+      status: {
+        observedGeneration: item.metadata!.generation, replicas: n, readyReplicas: n, availableReplicas: n, updatedReplicas: n,
+        ...(statefulSet ? { currentReplicas: n } : {}),
+      },
+    };
+  };
+  const [sets, deployments] = await Promise.all([
+    apps.listNamespacedStatefulSet({ namespace, labelSelector: selector }),
+    apps.listNamespacedDeployment({ namespace, labelSelector: selector }),
+  ]);
+  await inParallel(sets.items, 8, (s) => apps.patchNamespacedStatefulSetStatus({ namespace, name: s.metadata!.name!, body: statusOf(s, true) }, merge));
+  await inParallel(deployments.items, 8, (d) => apps.patchNamespacedDeploymentStatus({ namespace, name: d.metadata!.name!, body: statusOf(d, false) }, merge));
 }
 
 export interface EventSummary { reason: string; note: string; type: string }
