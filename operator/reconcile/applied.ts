@@ -23,21 +23,32 @@ export function versionOf(live: KubernetesObject | undefined): string | undefine
 
 export class AppliedObjects {
   private readonly applied = new Map<string, { desired: string; version: string }>();
+  /** Each desired object's JSON, made once: desired objects are reused while their cluster's state stands (desired-cache.ts). */
+  private readonly serialized = new WeakMap<KubernetesObject, string>();
 
   /** True when `desired` was applied last and `live` is what that apply left. */
   upToDate(desired: KubernetesObject, live: KubernetesObject | undefined): boolean {
     const record = this.applied.get(objectKey(desired));
     const version = versionOf(live);
-    return record !== undefined && version !== undefined && record.version === version && record.desired === JSON.stringify(desired);
+    return record !== undefined && version !== undefined && record.version === version && record.desired === this.json(desired);
   }
 
   /** Remembers an apply and the object the API server answered with. */
   record(desired: KubernetesObject, result: KubernetesObject): void {
     const version = versionOf(result);
-    if (version) this.applied.set(objectKey(desired), { desired: JSON.stringify(desired), version });
+    if (version) this.applied.set(objectKey(desired), { desired: this.json(desired), version });
   }
 
   forget(object: KubernetesObject): void {
     this.applied.delete(objectKey(object));
+  }
+
+  private json(desired: KubernetesObject): string {
+    let json = this.serialized.get(desired);
+    if (json === undefined) {
+      json = JSON.stringify(desired);
+      this.serialized.set(desired, json);
+    }
+    return json;
   }
 }

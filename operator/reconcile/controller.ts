@@ -1,6 +1,7 @@
 // Wires the informers to the work queue. A change to a cluster or to an object
 // it owns queues that cluster for a reconcile; a member Lease does only when
-// its member changed, and a pod only when its problem did (triggers.ts), not
+// its member changed while a doubling waits on it, and a pod only when its
+// problem did (triggers.ts), not
 // on every renewal or probe. Every cluster is
 // also looked at again now and then (a reconcile that finds nothing to do
 // writes nothing), so nothing missed stays missed.
@@ -13,7 +14,7 @@ import { LABEL_MANAGED_BY, MANAGED_BY } from '../builders/names.js';
 import { apiMessage, KubeApi } from './kube-api.js';
 import { queueDepth, reconciles, reconcileSeconds } from './metrics.js';
 import { OWNED_KINDS, Reconciler, type OwnedKind } from './reconciler.js';
-import { memberLeaseChanges, podProblemChanges } from './triggers.js';
+import { memberLeaseChanges, podProblemChanges, waitsOnMembers } from './triggers.js';
 import { WorkQueue } from './work-queue.js';
 
 export interface ControllerOptions {
@@ -76,7 +77,8 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     ...collection(objects, 'coordination.k8s.io/v1', 'Lease', 'leases', o.namespace, `${LABEL_LEASE}=member`),
     onChange: (lease) => {
       const present = leases.get(lease.metadata!.name!, lease.metadata?.namespace) !== undefined;
-      if (memberChanges.matters(lease, present)) enqueueOwner(lease);
+      const cluster = clusters.get(lease.metadata?.labels?.[LABEL_CLUSTER] ?? '', lease.metadata?.namespace);
+      if (memberChanges.matters(lease, present) && waitsOnMembers(cluster)) enqueueOwner(lease);
     },
     onError: onError('member Leases'),
   });

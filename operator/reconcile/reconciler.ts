@@ -12,13 +12,14 @@ import { LABEL_CLUSTER, LABEL_ROLE, memberFromLease, topologyConfigMapName } fro
 import { LeaseObservations } from '../../workloads/registry/lease-observations.js';
 import type { Member, Role } from '../../workloads/registry/schema.js';
 import { GroupChatClusterSchema, type ClusterStatus, type GroupChatCluster } from '../api/v1alpha1.js';
-import { desiredObjects, type DesiredObject } from '../builders/desired.js';
+import type { DesiredObject } from '../builders/desired.js';
 import { LABEL_MANAGED_BY, MANAGED_BY } from '../builders/names.js';
 import { clusterStateFromLegacyConfigMap, clusterStateFromStatus, describeIssues, type ClusterState } from '../builders/topology.js';
 import { step, type Decision, type ScalingResult } from '../scaling/doubling.js';
 import { describePodProblems } from '../status/pod-problems.js';
 import { computeStatus, isNewRefusal, isPaused, pausedStatus, sameStatus, type ObservedWorkload } from '../status/status.js';
 import { AppliedObjects } from './applied.js';
+import { DesiredObjectsCache } from './desired-cache.js';
 import { apiMessage, type KubeApi } from './kube-api.js';
 import { applies, statusWrites } from './metrics.js';
 import type { WorkResult } from './work-queue.js';
@@ -54,6 +55,7 @@ const DOUBLING_RECHECK_MS = 2000;
 
 export class Reconciler {
   private readonly applied = new AppliedObjects();
+  private readonly desired = new DesiredObjectsCache();
   /** Member Leases are judged by when this operator saw them renewed, not by the members' renewTime. */
   private readonly leaseObservations = new LeaseObservations();
 
@@ -61,7 +63,11 @@ export class Reconciler {
 
   async reconcile(namespace: string, name: string): Promise<WorkResult> {
     const raw = await this.api.getCluster(namespace, name);
-    if (raw === undefined) return {}; // deleted: the garbage collector removes what it owned
+    if (raw === undefined) {
+      // Deleted: the garbage collector removes what it owned.
+      this.desired.forget(namespace, name);
+      return {};
+    }
     const parsed = GroupChatClusterSchema.safeParse(raw);
     if (!parsed.success) {
       // The API server validates the same schema, so this is a stored object from an older CRD.
@@ -86,7 +92,7 @@ export class Reconciler {
     }
 
     const result = step({ spec: cr.spec, state: stored, members: this.members(namespace, name), ...(cr.status?.epoch ? { lastEpoch: cr.status.epoch } : {}) });
-    const desired = desiredObjects(cr, result.state);
+    const desired = this.desired.of(cr, result.state);
     let written: ClusterStatus | undefined = cr.status;
     if (!isDeepStrictEqual(stored, result.state)) {
       // The decision is recorded before anything acts on it, and only if
@@ -133,7 +139,7 @@ export class Reconciler {
     }
   }
 
-  private status(cr: GroupChatCluster, result: ScalingResult, desired: DesiredObject[], applyError?: string): ClusterStatus {
+  private status(cr: GroupChatCluster, result: ScalingResult, desired: readonly DesiredObject[], applyError?: string): ClusterStatus {
     const { namespace, name } = cr.metadata;
     const podProblems = describePodProblems(this.observed.pods(namespace).filter((p) => p.metadata?.labels?.[LABEL_CLUSTER] === name));
     return computeStatus({
@@ -173,7 +179,7 @@ export class Reconciler {
       .filter((m): m is Member => m !== undefined);
   }
 
-  private workloads(namespace: string, desired: DesiredObject[]): ObservedWorkload[] {
+  private workloads(namespace: string, desired: readonly DesiredObject[]): ObservedWorkload[] {
     return desired.flatMap((object): ObservedWorkload[] => {
       if (object.kind !== 'StatefulSet' && object.kind !== 'Deployment') return [];
       const current = this.observed.get(object, namespace, object.metadata!.name!) as { status?: { readyReplicas?: number } } | undefined;
@@ -185,7 +191,7 @@ export class Reconciler {
     });
   }
 
-  private async prune(cr: GroupChatCluster, desired: DesiredObject[]): Promise<void> {
+  private async prune(cr: GroupChatCluster, desired: readonly DesiredObject[]): Promise<void> {
     const wanted = new Set(desired.map((o) => `${o.kind}/${o.metadata!.name}`));
     for (const kind of OWNED_KINDS.filter((k) => k.pruned)) {
       for (const object of this.observed.list(kind, cr.metadata.namespace)) {

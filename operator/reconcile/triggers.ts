@@ -3,7 +3,10 @@
 // role, partition, replica) is in the member annotation. A pod's status moves
 // often; what the status reports of it is only its problem, if any
 // (pod-problems.ts). So an object queues its cluster when it appears, goes,
-// or changes in what matters, and a renewal or a probe costs nothing.
+// or changes in what matters, and a renewal or a probe costs nothing. And
+// members matter only while a doubling waits on them: a Stable cluster's
+// objects and status do not depend on them, so the pods of a large cluster
+// starting or rolling (a member change each) queue no reconciles.
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { MEMBER_ANNOTATION } from '../../workloads/registry/kubernetes-objects.js';
 import { podProblem } from '../status/pod-problems.js';
@@ -26,3 +29,13 @@ export class RelevantChanges {
 
 export const memberLeaseChanges = () => new RelevantChanges((lease) => lease.metadata?.annotations?.[MEMBER_ANNOTATION] ?? '');
 export const podProblemChanges = () => new RelevantChanges((pod) => podProblem(pod as V1Pod) ?? '');
+
+/**
+ * Whether a cluster (as cached; undefined when not seen yet) waits on its
+ * members: anything but a recorded Stable phase. A doubling started since
+ * the cache was filled is looked at again every few seconds by its own
+ * reconciles, so no member change is missed.
+ */
+export function waitsOnMembers(cluster: KubernetesObject | undefined): boolean {
+  return (cluster as { status?: { phase?: string } } | undefined)?.status?.phase !== 'Stable';
+}
