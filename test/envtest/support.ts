@@ -176,7 +176,7 @@ export async function inParallel<T>(items: readonly T[], limit: number, task: (i
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
-/** Plays the StatefulSet and Deployment controllers: every pod of the selected workloads is ready. */
+/** Plays the StatefulSet and Deployment controllers: every pod of the selected workloads is ready (those already reported so are left alone). */
 export async function markWorkloadsReady(cp: ControlPlane, namespace: string, selector: string): Promise<void> {
   const apps = cp.kubeConfig().makeApiClient(AppsV1Api);
   const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -193,8 +193,10 @@ export async function markWorkloadsReady(cp: ControlPlane, namespace: string, se
     apps.listNamespacedStatefulSet({ namespace, labelSelector: selector }),
     apps.listNamespacedDeployment({ namespace, labelSelector: selector }),
   ]);
-  await inParallel(sets.items, 8, (s) => apps.patchNamespacedStatefulSetStatus({ namespace, name: s.metadata!.name!, body: statusOf(s, true) }, merge));
-  await inParallel(deployments.items, 8, (d) => apps.patchNamespacedDeploymentStatus({ namespace, name: d.metadata!.name!, body: statusOf(d, false) }, merge));
+  const notReported = <T extends V1StatefulSet | V1Deployment>(items: T[]) => items.filter((item) =>
+    item.status?.observedGeneration !== item.metadata!.generation || item.status?.readyReplicas !== (item.spec?.replicas ?? 1));
+  await inParallel(notReported(sets.items), 8, (s) => apps.patchNamespacedStatefulSetStatus({ namespace, name: s.metadata!.name!, body: statusOf(s, true) }, merge));
+  await inParallel(notReported(deployments.items), 8, (d) => apps.patchNamespacedDeploymentStatus({ namespace, name: d.metadata!.name!, body: statusOf(d, false) }, merge));
 }
 
 export interface EventSummary { reason: string; note: string; type: string }
