@@ -39,7 +39,6 @@ let operator: CliProcess;
 let leases: KubernetesObjectApi;
 
 const cluster = () => getJson(cp, ['groupchatcluster', CLUSTER, '-n', NS]);
-const seconds = (ms: number) => Number((ms / 1000).toFixed(1));
 const spec = (partitions: number) => ({
   image: 'groupchat:0.1.0',
   proxy: { replicas: 2 }, gateway: { replicas: 2 },
@@ -75,6 +74,12 @@ function operatorUsage(): { rssMb: number; peakMb: number; cpuSeconds: number } 
   // Fields 14 and 15 of /proc/<pid>/stat, counted after the command name in parentheses.
   const [utime, stime] = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).map(Number);
   return { rssMb: Math.round(kb('VmRSS') / 1024), peakMb: Math.round(kb('VmHWM') / 1024), cpuSeconds: (utime! + stime!) / 100 };
+}
+
+/** What a step of the test reports: how long its parts took (s), the API server's writes, and the operator process. */
+function stepFigures(before: Map<string, number>, after: Map<string, number>, durationsMs: Record<string, number>) {
+  const seconds = Object.fromEntries(Object.entries(durationsMs).map(([what, ms]) => [what, Number((ms / 1000).toFixed(1))]));
+  return { seconds, apiWrites: countsSince(before, after), operatorProcess: operatorUsage() };
 }
 
 async function statefulSetNames(): Promise<string[]> {
@@ -135,12 +140,10 @@ test(`${PARTITIONS} broker partitions × ${REPLICAS} reach Stable, double to ${P
   const writesAtStable = await apiserverWrites(cp);
   const metricsAtStable = await operatorMetrics(operator);
   report.creation = {
-    secondsToObjects: seconds(created - applied),
-    secondsToStableAndReady: seconds(stable - applied),
-    secondsFromLastSimulatedWriteToReady: seconds(stable - simulated),
+    ...stepFigures(writesAtStart, writesAtStable, {
+      toObjects: created - applied, toStableAndReady: stable - applied, fromLastSimulatedWriteToReady: stable - simulated,
+    }),
     reconcilesWhileMembersRegistered: reconcilesForMembers,
-    apiWrites: countsSince(writesAtStart, writesAtStable),
-    operatorProcess: operatorUsage(),
   };
 
   // The doubling, as the existing doubling envtest plays it, for every member.
@@ -164,14 +167,10 @@ test(`${PARTITIONS} broker partitions × ${REPLICAS} reach Stable, double to ${P
   expect(await topologyOf(cp, NS, CLUSTER)).toMatchObject({ epoch: 2, phase: 'Stable', roles: { broker: { partitions: PARTITIONS * 2, replicas: REPLICAS } } });
   const writesAtEnd = await apiserverWrites(cp);
   const metricsAtEnd = await operatorMetrics(operator);
-  report.doubling = {
-    secondsTotal: seconds(doubled - patched),
-    secondsToNewObjects: seconds(expanded - patched),
-    secondsFromSyncedToEpochFlip: seconds(flipped - synced),
-    secondsFromSwitchedToStableAndReady: seconds(doubled - switched),
-    apiWrites: countsSince(writesAtStable, writesAtEnd),
-    operatorProcess: operatorUsage(),
-  };
+  report.doubling = stepFigures(writesAtStable, writesAtEnd, {
+    total: doubled - patched, toNewObjects: expanded - patched,
+    fromSyncedToEpochFlip: flipped - synced, fromSwitchedToStableAndReady: doubled - switched,
+  });
   const operatorFigures = (before: Map<string, number>, after: Map<string, number>) => {
     const delta = (name: string, labels: Record<string, string> = {}) => metricSum(after, name, labels) - metricSum(before, name, labels);
     const count = delta('groupchat_operator_reconcile_duration_seconds_count');
