@@ -19,6 +19,9 @@ export async function runTool(name: 'helm' | 'kubectl', args: string[], input = 
   let stderr = '';
   child.stdout.on('data', (d) => { stdout += d; });
   child.stderr.on('data', (d) => { stderr += d; });
+  // A command that reads no input (kubectl get) may exit before its stdin is
+  // closed: that EPIPE says nothing, and the exit code and stderr below do.
+  child.stdin.on('error', () => undefined);
   child.stdin.end(input);
   const code = await new Promise<number>((r) => child.once('close', (c) => r(c ?? 1)));
   if (code !== 0) throw new Error(stderr.trim() || `${name} ${args.join(' ')} exited with ${code}`);
