@@ -15,7 +15,7 @@ import {
 } from '@kubernetes/client-node';
 import { WatchCache } from '../kube/watch-cache.js';
 import {
-  LABEL_CLUSTER, LABEL_LEASE, leaderLeaseName, leaseExpired, memberLease, memberLeaseSelector, microTime, parseMemberLease,
+  LABEL_CLUSTER, LABEL_LEASE, leaderLeaseName, leaseExpired, memberLease, MemberLeaseParser, memberLeaseSelector, microTime,
   topologyConfigMapName, topologyFromConfigMap,
 } from './kubernetes-objects.js';
 import { ApiContact } from './contact.js';
@@ -54,6 +54,7 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
   private readonly core: CoreV1Api;
   private readonly registrations = new Set<Registration>();
   private readonly observations = new LeaseObservations();
+  private readonly parser = new MemberLeaseParser();
 
   private constructor(private readonly options: KubernetesRegistryOptions) {
     super();
@@ -282,14 +283,16 @@ export class KubernetesRegistry extends EventEmitter<RegistryEvents> implements 
     const contactSince = this.contact.since(now);
     const leases = this.leases.list(this.options.namespace);
     this.observations.retain(this.options.namespace, leases);
+    const records = this.parser.parseAll(leases);
     const live = leases
-      .flatMap((lease) => {
-        const record = parseMemberLease(lease);
+      .flatMap((lease, i) => {
+        const record = records[i];
         const observedAt = this.observations.observedAt(lease, now);
         return record && !leaseExpired(record.durationMs, observedAt, contactSince, now) ? [record.member] : [];
       })
-      .sort((a, b) => a.id.localeCompare(b.id));
-    if (JSON.stringify(live) === JSON.stringify(this.live)) return;
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    // Unchanged Leases give the same member objects (MemberLeaseParser): comparing them is enough.
+    if (live.length === this.live.length && live.every((m, i) => m === this.live[i])) return;
     this.live = live;
     this.emit('members', live);
   }
