@@ -47,6 +47,8 @@ export interface SystemReport {
   processesPerRole: Record<string, number>;
   /** CPU seconds used per role (and by the bench's own load workers) while publishing and draining, or connecting. */
   cpuSecondsPerRole: Record<string, number>;
+  /** Each of the bench's load processes over the same phase: near a whole core, the load, not the system, was the bottleneck. */
+  loadCpu: LoadProcessCpu[];
   /** The system's CPU µs (bench workers excluded) per delivery, or per acked publish (ingest), or per connection (connect, idle). */
   serverCpuUsPerUnit?: number | undefined;
   connections?: number;
@@ -56,6 +58,13 @@ export interface SystemReport {
   /** groupchat: proposal-to-commit latency of the room logs (bucket upper bounds), ms. */
   commitLatencyMs?: { p50: number; p99: number; max: number; count: number };
   notes: string[];
+}
+
+export interface LoadProcessCpu {
+  name: string;
+  cpuSeconds: number;
+  /** cpuSeconds over the measured phase's wall time: 1 is a whole core. */
+  coreShare: number;
 }
 
 const WORKER_PATH = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -147,7 +156,9 @@ class RssSampler {
   private readonly peak = new Map<number, { role: string; bytes: number }>();
   private readonly timer: NodeJS.Timeout;
   private cpuStart = new Map<number, number>();
+  private startedMs = 0;
   private cpuUsed: Record<string, number> = {};
+  private loadUsed: LoadProcessCpu[] = [];
   /** The bench's own processes, counted for CPU only. */
   extra: SystemProcess[] = [];
   constructor(private readonly system: SystemHandle) {
@@ -157,6 +168,7 @@ class RssSampler {
   /** Starts the CPU window. */
   markStart(): void {
     this.cpuStart = new Map([...this.system.processes(), ...this.extra].map((p) => [p.pid, cpuSeconds(p.pid)]));
+    this.startedMs = performance.now();
   }
   /** Ends the CPU window. */
   markEnd(): void {
@@ -167,8 +179,14 @@ class RssSampler {
       used[p.role] = Math.round(((used[p.role] ?? 0) + cpuSeconds(p.pid) - start) * 100) / 100;
     }
     this.cpuUsed = used;
+    const wallSeconds = Math.max(0.001, (performance.now() - this.startedMs) / 1000);
+    this.loadUsed = this.extra.map((p) => {
+      const seconds = cpuSeconds(p.pid) - (this.cpuStart.get(p.pid) ?? 0);
+      return { name: p.name, cpuSeconds: Math.round(seconds * 100) / 100, coreShare: Math.round((seconds / wallSeconds) * 100) / 100 };
+    });
   }
   get cpuSecondsPerRole(): Record<string, number> { return this.cpuUsed; }
+  get loadCpu(): LoadProcessCpu[] { return this.loadUsed; }
   sample(): void {
     for (const p of this.system.processes()) {
       const bytes = rssBytes(p.pid);
@@ -237,7 +255,7 @@ export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions
       const serverCpu = Object.entries(cpu).filter(([role]) => !role.startsWith('bench-')).reduce((n, [, s]) => n + s, 0);
       const perUnit = (count: number) => (count > 0 ? Math.round((serverCpu * 1e6 / count) * 10) / 10 : undefined);
       const units = report.delivered || (report.published - report.failed) || (report.connections ?? 0);
-      return { ...report, ...mem, cpuSecondsPerRole: cpu, serverCpuUsPerUnit: perUnit(units), ...(commitLatencyMs ? { commitLatencyMs } : {}), notes };
+      return { ...report, ...mem, cpuSecondsPerRole: cpu, loadCpu: rss.loadCpu, serverCpuUsPerUnit: perUnit(units), ...(commitLatencyMs ? { commitLatencyMs } : {}), notes };
     } finally {
       await Promise.all(all.map((w) => w.exit()));
     }
@@ -248,7 +266,7 @@ export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions
   }
 }
 
-type DriveResult = Omit<SystemReport, 'rssMbPerRole' | 'processesPerRole' | 'cpuSecondsPerRole' | 'notes'>;
+type DriveResult = Omit<SystemReport, 'rssMbPerRole' | 'processesPerRole' | 'cpuSecondsPerRole' | 'loadCpu' | 'notes'>;
 
 async function connectAll(
   system: SystemHandle, users: PlannedUser[], workers: LoadWorker[], o: RunOptions, view: ProgressView, storm: boolean, label: string,
@@ -258,7 +276,7 @@ async function connectAll(
   const before = workers.map((w) => w.progress.connected);
   view.phase(system.name, label, specs.length);
   workers.forEach((w, i) => w.send({
-    type: 'users', system: system.name, users: shares[i]!, concurrency: o.concurrency, localAddresses: storm ? LOCAL_ADDRESSES : [], storm,
+    type: 'users', system: system.name, access: system.access ?? null, users: shares[i]!, concurrency: o.concurrency, localAddresses: storm ? LOCAL_ADDRESSES : [], storm,
   }));
   const ready = Promise.all(workers.map((w) => w.next('usersReady')));
   let finished = false;
@@ -298,7 +316,7 @@ async function drive(
   }
 
   if (p.scenario === 'idle') {
-    const pid = system.processes().find((x) => x.name === (system.name === 'groupchat' ? 'gateway-0' : 'socketio-0'))!.pid;
+    const pid = system.processes().find((x) => x.name === system.firstUserServer)!.pid;
     await connectAll(system, p.warmupUsers, workers.slice(0, 1), o, view, true, 'warm-up connections');
     await sleep(1000);
     const before = rssBytes(pid);
@@ -310,7 +328,7 @@ async function drive(
     for (let i = 1; i <= 3; i++) { await sleep(1000); view.update(i); }
     const after = rssBytes(pid);
     const seconds = (c.lastDoneUs - c.firstStartUs) / 1e6;
-    notes.push(`${system.name === 'groupchat' ? 'gateway-0' : 'socketio-0'} RSS ${(before / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after ${c.connected} connections`);
+    notes.push(`${system.firstUserServer} RSS ${(before / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after ${c.connected} connections`);
     await Promise.all(workers.map(async (w) => { w.send({ type: 'closeUsers' }); await w.next('closed'); }));
     return {
       ...base, latencyMs: c.latency, connections: c.connected, connectionsPerSec: Math.round(c.connected / seconds),
@@ -331,7 +349,7 @@ async function drive(
     const warmedNow = () => sum(workers.map((w) => w.progress.warmed));
     const converged = await (async () => {
       for (let attempt = 0; attempt < 15; attempt++) {
-        publishers[0]!.send({ type: 'warmup', system: system.name, targets, rooms: [...new Set(p.publishRooms)], direct });
+        publishers[0]!.send({ type: 'warmup', system: system.name, access: system.access ?? null, targets, rooms: [...new Set(p.publishRooms)], direct });
         if (await watch(view, 2000, () => ({ value: warmedNow(), done: warmedNow() >= pairs }))) return true;
       }
       return false;
@@ -343,7 +361,7 @@ async function drive(
   rss.markStart();
   const started = Date.now();
   publishers.forEach((w, i) => w.send({
-    type: 'publish', system: system.name, targets, rooms: p.publishRooms, worker: i, publishers: publishers.length,
+    type: 'publish', system: system.name, access: system.access ?? null, targets, rooms: p.publishRooms, worker: i, publishers: publishers.length,
     durationMs: o.durationSec * 1000, rate: o.rate, window: o.window, maxMessages: o.maxMessages, payloadBytes: o.payloadBytes,
     raw: o.raw && system.name === 'groupchat', direct,
   }));
