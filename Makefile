@@ -124,8 +124,10 @@ CENTRIFUGO         := $(CACHE)/centrifugo-$(CENTRIFUGO_VERSION)/centrifugo
 centrifugo: $(CENTRIFUGO)
 
 $(CENTRIFUGO):
-	GOBIN=$(dir $@) GOFLAGS=-buildvcs=false go install github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)
-	$@ version
+	GOBIN=$(dir $@) GOFLAGS=-buildvcs=false go install \
+	  -ldflags "-X github.com/centrifugal/centrifugo/v6/internal/build.Version=$(CENTRIFUGO_VERSION:v%=%)" \
+	  github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)
+	$@ version | grep -F ' $(CENTRIFUGO_VERSION) '
 
 # Every scenario side by side with Socket.IO + Redis and Centrifugo; reports in bench-results/.
 BENCH_DURATION ?= 10

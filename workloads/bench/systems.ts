@@ -202,10 +202,13 @@ export async function startSocketIo(o: SystemOptions): Promise<SystemHandle> {
  * (HMAC JWT, so each connection is a known user and the personal channels
  * `u#<id>` admit only their user), the server API behind a key, clients
  * allowed to subscribe to room channels, and history, presence and recovery
- * off (messages are fanned out, not stored: what Socket.IO does too).
+ * off (messages are fanned out, not stored: what Socket.IO does too). Its
+ * anonymous usage reports are off: the bench sends nothing off the machine.
  */
-export function centrifugoConfig(port: number, redisPort: number, access: CentrifugoAccess): Record<string, unknown> {
+export function centrifugoConfig(name: string, port: number, redisPort: number, access: CentrifugoAccess): Record<string, unknown> {
   return {
+    node: { name },
+    usage_stats: { disabled: true },
     log: { level: 'warn' },
     http_server: { address: '127.0.0.1', port },
     client: { token: { hmac_secret_key: access.tokenSecret } },
@@ -235,7 +238,7 @@ export async function startCentrifugo(o: SystemOptions): Promise<SystemHandle> {
     for (let i = 0; i < o.gateways; i++) {
       const port = await freePort();
       const config = join(configDir, `node-${i}.json`);
-      writeFileSync(config, JSON.stringify(centrifugoConfig(port, redis.port, access), null, 2));
+      writeFileSync(config, JSON.stringify(centrifugoConfig(`centrifugo-${i}`, port, redis.port, access), null, 2));
       const child = children.add(spawn(CENTRIFUGO, ['--config', config], { stdio: ['ignore', 'ignore', 'inherit'] }));
       await Promise.race([
         waitForPort(port, 20_000),
