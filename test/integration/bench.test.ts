@@ -149,15 +149,18 @@ describe('groupchat bench', () => {
     expect(readFileSync(join(dir, 'fanout.svg'), 'utf8')).toContain('deliveries/s');
   });
 
-  test('fanout side by side with Centrifugo: the same workload through its Redis engine, nothing lost, duplicated or reordered', async () => {
+  test('fanout side by side with Centrifugo: the same workload through its Redis engine, audited, nothing lost or duplicated', async () => {
     requireCentrifugo();
     const doc = await run('fanout-centrifugo', ['--scenario', 'fanout', '--duration', '2', '--users', '160', '--rate', '400', '--compare', 'centrifugo']);
     expect(doc.systems.map((s) => s.system)).toEqual(['groupchat', 'centrifugo']);
-    for (const r of doc.systems) {
-      expectReportShape(r);
-      expectClean(r);
-    }
+    for (const r of doc.systems) expectReportShape(r);
     const [ours, peer] = doc.systems as [SystemReport, SystemReport];
+    expectClean(ours);
+    // A channel's subscribers get concurrent publishes in no common order (docs/benchmarks.md): reordered is counted, not asserted.
+    expect({ lost: peer.lost, duplicated: peer.duplicated, failed: peer.failed }).toEqual({ lost: 0, duplicated: 0, failed: 0 });
+    expect(peer.published).toBeGreaterThan(0);
+    expect(peer.delivered).toBe(peer.expected);
+    expect(typeof peer.reordered).toBe('number');
     expect(peer.expected / peer.published).toBe(ours.expected / ours.published);
     expect(peer.processesPerRole).toEqual({ centrifugo: 2, redis: 1 });
     expect(doc.ratios.centrifugo!.deliveriesPerSec).toBeGreaterThan(0);
