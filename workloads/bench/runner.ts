@@ -47,7 +47,7 @@ export interface SystemReport {
   processesPerRole: Record<string, number>;
   /** CPU seconds used per role (and by the bench's own load workers) while publishing and draining, or connecting. */
   cpuSecondsPerRole: Record<string, number>;
-  /** Each of the bench's load processes over the same phase: near a whole core, the load, not the system, was the bottleneck. */
+  /** Each of the bench's load processes over the same phase (publishers: until publishing ends): near a whole core, the load, not the system, was the bottleneck. */
   loadCpu: LoadProcessCpu[];
   /** The system's CPU µs (bench workers excluded) per delivery, or per acked publish (ingest), or per connection (connect, idle). */
   serverCpuUsPerUnit?: number | undefined;
@@ -157,6 +157,8 @@ class RssSampler {
   private readonly timer: NodeJS.Timeout;
   private cpuStart = new Map<number, number>();
   private startedMs = 0;
+  /** Load processes whose part ended before the window did: their CPU seconds and the time then. */
+  private finished = new Map<number, { cpu: number; ms: number }>();
   private cpuUsed: Record<string, number> = {};
   private loadUsed: LoadProcessCpu[] = [];
   /** The bench's own processes, counted for CPU only. */
@@ -169,6 +171,11 @@ class RssSampler {
   markStart(): void {
     this.cpuStart = new Map([...this.system.processes(), ...this.extra].map((p) => [p.pid, cpuSeconds(p.pid)]));
     this.startedMs = performance.now();
+    this.finished.clear();
+  }
+  /** Ends the window early for the load processes of a role (the publishers, when publishing stops and the drain begins). */
+  markDone(role: string): void {
+    for (const p of this.extra) if (p.role === role) this.finished.set(p.pid, { cpu: cpuSeconds(p.pid), ms: performance.now() });
   }
   /** Ends the CPU window. */
   markEnd(): void {
@@ -179,9 +186,10 @@ class RssSampler {
       used[p.role] = Math.round(((used[p.role] ?? 0) + cpuSeconds(p.pid) - start) * 100) / 100;
     }
     this.cpuUsed = used;
-    const wallSeconds = Math.max(0.001, (performance.now() - this.startedMs) / 1000);
     this.loadUsed = this.extra.map((p) => {
-      const seconds = cpuSeconds(p.pid) - (this.cpuStart.get(p.pid) ?? 0);
+      const end = this.finished.get(p.pid) ?? { cpu: cpuSeconds(p.pid), ms: performance.now() };
+      const seconds = end.cpu - (this.cpuStart.get(p.pid) ?? 0);
+      const wallSeconds = Math.max(0.001, (end.ms - this.startedMs) / 1000);
       return { name: p.name, cpuSeconds: Math.round(seconds * 100) / 100, coreShare: Math.round((seconds / wallSeconds) * 100) / 100 };
     });
   }
@@ -379,6 +387,7 @@ async function drive(
     };
   });
   const results = await done;
+  rss.markDone('bench-publishers');
   for (const r of results) if (r.errors.length) notes.push(...r.errors);
   const summary: PublishedSummary = {
     publishers: publishers.length, counts: results.sort((a, b) => a.worker - b.worker).map((r) => r.count),
