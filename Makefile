@@ -9,13 +9,13 @@ NODE_BIN      := $(NODE_HOME)/node_modules/node/bin
 NODE          := $(NODE_BIN)/node
 export PATH   := $(CURDIR)/node_modules/.bin:$(NODE_BIN):$(PATH)
 
-.PHONY: simulate run test build lint deps node chromium redis bench clean envtest kube-tools crds operator e2e e2e-assets image image-tools image-test
+.PHONY: simulate run test build lint deps node chromium redis centrifugo bench clean envtest kube-tools crds operator e2e e2e-assets image image-tools image-test
 
 run: build
 	$(NODE) dist/workloads/cli/main.js up
 
 # Every suite, the end-to-end one (dist/test/e2e) and the image's (dist/test/image) included.
-test: build lint chromium redis envtest kube-tools e2e-assets image image-tools
+test: build lint chromium redis centrifugo envtest kube-tools e2e-assets image image-tools
 	$(NODE) --experimental-vm-modules node_modules/jest/bin/jest.js --ci
 
 # A small, strict rule set (biome.json): unused code, ==, var, fall-through,
@@ -116,11 +116,24 @@ redis: /usr/bin/redis-server
 /usr/bin/redis-server:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
 
-# Every scenario side by side with Socket.IO + Redis; reports in bench-results/.
+# Centrifugo, the second peer of `groupchat bench --compare centrifugo`: built
+# once from its Go module with the machine's Go into $(CACHE), outside the clone
+# (a few minutes on two cores the first time; skipped when the binary is there).
+CENTRIFUGO_VERSION := v6.9.1
+CENTRIFUGO         := $(CACHE)/centrifugo-$(CENTRIFUGO_VERSION)/centrifugo
+centrifugo: $(CENTRIFUGO)
+
+$(CENTRIFUGO):
+	GOBIN=$(dir $@) GOFLAGS=-buildvcs=false go install \
+	  -ldflags "-X github.com/centrifugal/centrifugo/v6/internal/build.Version=$(CENTRIFUGO_VERSION:v%=%)" \
+	  github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)
+	$@ version | grep -F ' $(CENTRIFUGO_VERSION) '
+
+# Every scenario side by side with Socket.IO + Redis and Centrifugo; reports in bench-results/.
 BENCH_DURATION ?= 10
-bench: build redis
+bench: build redis centrifugo
 	for s in fanout broadcast direct connect idle ingest; do \
-	  $(NODE) dist/workloads/cli/main.js bench --scenario $$s --duration $(BENCH_DURATION) --compare socketio --json bench-results/$$s.json || exit 1; \
+	  $(NODE) dist/workloads/cli/main.js bench --scenario $$s --duration $(BENCH_DURATION) --compare socketio,centrifugo --json bench-results/$$s.json || exit 1; \
 	done
 
 clean:

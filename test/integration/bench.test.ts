@@ -1,16 +1,17 @@
 // `groupchat bench` end to end: short runs of every scenario through the real
-// CLI, with the Socket.IO + Redis peer where it matters. Asserts the report's
-// shape and the delivery audit (nothing lost, duplicated or reordered), never
-// speed: speed is what the reports are for.
+// CLI, with the Socket.IO + Redis and Centrifugo peers where it matters.
+// Asserts the report's shape and the delivery audit (nothing lost, duplicated
+// or reordered), never speed: speed is what the reports are for.
 import { describe, expect, test } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { expectedPerRoom, messageSpace } from '../../workloads/bench/common.js';
-import { chartSvg, ratios } from '../../workloads/bench/report.js';
+import { peerList } from '../../workloads/bench/command.js';
+import { chartSvg, formatTable, loadWarnings, ratios } from '../../workloads/bench/report.js';
 import type { SystemReport } from '../../workloads/bench/runner.js';
-import { REDIS_SERVER } from '../../workloads/bench/systems.js';
+import { CENTRIFUGO, REDIS_SERVER } from '../../workloads/bench/systems.js';
 
 const CLI = resolve('dist/workloads/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'groupchat-bench-test-'));
@@ -20,11 +21,18 @@ function requireRedis(): void {
   if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} is missing: \`make redis\` installs it (make test does)`);
 }
 
+/** The Centrifugo peer needs its binary and Redis; `make test` builds and installs them. */
+function requireCentrifugo(): void {
+  requireRedis();
+  if (!existsSync(CENTRIFUGO)) throw new Error(`${CENTRIFUGO} is missing: \`make centrifugo\` builds it (make test does)`);
+}
+
 interface BenchDocument {
   scenario: string;
   machine: { nproc: number; node: string };
   systems: SystemReport[];
-  ratios: Record<string, number | null>;
+  ratios: Record<string, Record<string, number | null>>;
+  warnings: string[];
 }
 
 function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -53,6 +61,9 @@ function expectReportShape(r: SystemReport): void {
   expect(Object.keys(r.latencyMs).sort()).toEqual(['count', 'max', 'p50', 'p99']);
   expect(Object.keys(r.rssMbPerRole).length).toBeGreaterThan(0);
   for (const mb of Object.values(r.rssMbPerRole)) expect(mb).toBeGreaterThan(0);
+  // Every load process's CPU over the measured phase, for every system.
+  expect(r.loadCpu.map((p) => p.name)).toEqual(expect.arrayContaining(['users-0', 'users-1']));
+  for (const p of r.loadCpu) expect(p.cpuSeconds).toBeGreaterThan(0);
 }
 
 function expectClean(r: SystemReport): void {
@@ -71,21 +82,52 @@ describe('the message schedule', () => {
     expect(messageSpace(summary)).toBe(5);
   });
 
-  test('ratios and the chart come from the reports', () => {
-    const base = {
-      scenario: 'fanout', published: 10, failed: 0, expected: 80, delivered: 80, lost: 0, duplicated: 0, reordered: 0, publishPerSec: 100,
-      latencyMs: { p50: 1, p99: 2, max: 3, count: 80 }, rssMbPerRole: { gateway: 50 }, processesPerRole: { gateway: 2 }, cpuSecondsPerRole: {},
-      publishSeconds: 1, notes: [],
-    };
+  const base = {
+    scenario: 'fanout', published: 10, failed: 0, expected: 80, delivered: 80, lost: 0, duplicated: 0, reordered: 0, publishPerSec: 100,
+    latencyMs: { p50: 1, p99: 2, max: 3, count: 80 }, rssMbPerRole: { gateway: 50 }, processesPerRole: { gateway: 2 }, cpuSecondsPerRole: {},
+    loadCpu: [{ name: 'users-0', cpuSeconds: 1, coreShare: 0.5 }], publishSeconds: 1, notes: [],
+  };
+
+  test('ratios and the chart come from the reports, a column of ratios per peer', () => {
     const reports: SystemReport[] = [
       { ...base, system: 'groupchat', deliveriesPerSec: 5000 },
       { ...base, system: 'socketio', deliveriesPerSec: 1000, latencyMs: { p50: 2, p99: 8, max: 9, count: 80 } },
+      { ...base, system: 'centrifugo', deliveriesPerSec: 2000 },
     ];
-    expect(ratios(reports)).toMatchObject({ deliveriesPerSec: 5, 'latency p99 ms': 0.25, lost: 1 });
+    expect(ratios(reports)).toMatchObject({
+      socketio: { deliveriesPerSec: 5, 'latency p99 ms': 0.25, lost: 1 },
+      centrifugo: { deliveriesPerSec: 2.5, 'latency p99 ms': 1 },
+    });
+    const header = formatTable(reports).split('\n')[0]!;
+    expect(header).toMatch(/groupchat +socketio +centrifugo +÷ socketio +÷ centrifugo$/);
     const svg = chartSvg(reports, 'test');
     expect(svg).toMatch(/^<svg /);
     expect(svg).toContain('5,000');
     expect(svg).toContain('socketio p99');
+    expect(svg).toContain('centrifugo p99');
+  });
+
+  test('a load process above 80% of a core is flagged, for whichever system it drove', () => {
+    const busy = [{ name: 'users-0', cpuSeconds: 1.6, coreShare: 0.5 }, { name: 'publisher-2', cpuSeconds: 8.5, coreShare: 0.85 }];
+    const reports: SystemReport[] = [
+      { ...base, system: 'groupchat', deliveriesPerSec: 5000 },
+      { ...base, system: 'centrifugo', deliveriesPerSec: 2000, loadCpu: busy },
+    ];
+    expect(loadWarnings(reports)).toEqual([
+      'centrifugo: load process publisher-2 used 85% of a core (8.5 CPU s): the load generator, not the system, may have been the bottleneck; add --workers or --publishers',
+    ]);
+    // At 80% exactly nothing is flagged: the bound is "more than".
+    expect(loadWarnings([{ ...reports[1]!, loadCpu: [{ name: 'publisher-2', cpuSeconds: 8, coreShare: 0.8 }] }])).toEqual([]);
+    const table = formatTable(reports);
+    expect(table).toMatch(/load % of a core publisher-2 +85% !/);
+    expect(table).toMatch(/load % of a core users-0 +50% +50%/);
+  });
+
+  test('--compare takes one peer or a list, and names what it does not know', () => {
+    expect(peerList('centrifugo')).toEqual(['centrifugo']);
+    expect(peerList('socketio,centrifugo')).toEqual(['socketio', 'centrifugo']);
+    expect(() => peerList('socketio,nats')).toThrow('expected socketio, centrifugo or a comma-separated list of them; got "nats"');
+    expect(() => peerList('socketio,socketio')).toThrow('a peer is named twice');
   });
 });
 
@@ -102,9 +144,27 @@ describe('groupchat bench', () => {
     const peer = doc.systems[1]!;
     expect({ lost: peer.lost, duplicated: peer.duplicated }).toEqual({ lost: 0, duplicated: 0 });
     expect(peer.expected / peer.published).toBe(doc.systems[0]!.expected / doc.systems[0]!.published);
-    expect(doc.ratios.deliveriesPerSec).toBeGreaterThan(0);
+    expect(doc.ratios.socketio!.deliveriesPerSec).toBeGreaterThan(0);
     expect(doc.systems[1]!.rssMbPerRole).toHaveProperty('redis');
     expect(readFileSync(join(dir, 'fanout.svg'), 'utf8')).toContain('deliveries/s');
+  });
+
+  test('fanout side by side with Centrifugo: the same workload through its Redis engine, audited, nothing lost or duplicated', async () => {
+    requireCentrifugo();
+    const doc = await run('fanout-centrifugo', ['--scenario', 'fanout', '--duration', '2', '--users', '160', '--rate', '400', '--compare', 'centrifugo']);
+    expect(doc.systems.map((s) => s.system)).toEqual(['groupchat', 'centrifugo']);
+    for (const r of doc.systems) expectReportShape(r);
+    const [ours, peer] = doc.systems as [SystemReport, SystemReport];
+    expectClean(ours);
+    // A channel's subscribers get concurrent publishes in no common order (docs/benchmarks.md): reordered is counted, not asserted.
+    expect({ lost: peer.lost, duplicated: peer.duplicated, failed: peer.failed }).toEqual({ lost: 0, duplicated: 0, failed: 0 });
+    expect(peer.published).toBeGreaterThan(0);
+    expect(peer.delivered).toBe(peer.expected);
+    expect(typeof peer.reordered).toBe('number');
+    expect(peer.expected / peer.published).toBe(ours.expected / ours.published);
+    expect(peer.processesPerRole).toEqual({ centrifugo: 2, redis: 1 });
+    expect(doc.ratios.centrifugo!.deliveriesPerSec).toBeGreaterThan(0);
+    expect(Array.isArray(doc.warnings)).toBe(true);
   });
 
   test('broadcast: one split room, every member gets every message once, in one order', async () => {
@@ -115,9 +175,10 @@ describe('groupchat bench', () => {
     expect(r.expected).toBe(r.published * 130);
   });
 
-  test('direct: one-to-one through the Relay, and to the recipient\'s own room on Socket.IO', async () => {
-    requireRedis();
-    const doc = await run('direct', ['--scenario', 'direct', '--duration', '2', '--users', '100', '--rate', '300', '--compare', 'socketio']);
+  test('direct: one-to-one through the Relay, to the recipient\'s own room on Socket.IO, to its personal channel on Centrifugo', async () => {
+    requireCentrifugo();
+    const doc = await run('direct', ['--scenario', 'direct', '--duration', '2', '--users', '100', '--rate', '300', '--compare', 'socketio,centrifugo']);
+    expect(doc.systems.map((s) => s.system)).toEqual(['groupchat', 'socketio', 'centrifugo']);
     // Recipients join no room: on groupchat only inbox frames count, so everything delivered came through the Relay.
     for (const r of doc.systems) {
       expectClean(r);

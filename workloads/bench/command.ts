@@ -1,12 +1,12 @@
-// `groupchat bench`: runs a scenario on groupchat (and with --compare
-// socketio, the same scenario on Socket.IO + Redis in the same run), prints
-// a table with the ratio of every figure, and writes the JSON report and an
-// SVG chart beside it.
+// `groupchat bench`: runs a scenario on groupchat (and with --compare, the
+// same scenario on Socket.IO + Redis and/or Centrifugo in the same run),
+// prints a table with the ratio of every figure to each peer, and writes the
+// JSON report and an SVG chart beside it.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import type { ScenarioName, SystemName } from './common.js';
+import { PEERS, type PeerName, type ScenarioName, type SystemName } from './common.js';
 import type { RunOptions, SystemReport } from './runner.js';
 import { DEFAULT_USERS, plan } from './scenarios.js';
 import { openFilesLimit } from './systems.js';
@@ -21,6 +21,16 @@ function whole(min: number, max: number) {
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
     return n;
   };
+}
+
+/** `socketio`, `centrifugo`, or a comma-separated list of them (each once). */
+export function peerList(value: string): PeerName[] {
+  const names = value.split(',').map((v) => v.trim());
+  for (const name of names) {
+    if (!(PEERS as readonly string[]).includes(name)) throw new InvalidArgumentError(`expected ${PEERS.join(', ')} or a comma-separated list of them; got "${name}"`);
+  }
+  if (new Set(names).size !== names.length) throw new InvalidArgumentError('a peer is named twice');
+  return names as PeerName[];
 }
 
 function positive(value: string): number {
@@ -60,7 +70,7 @@ function raiseOpenFiles(): { soft: number; hard: number } {
 
 export function registerBenchCommand(program: Command): void {
   program.command('bench')
-    .description('benchmark a scenario on a local groupchat, optionally side by side with Socket.IO + Redis')
+    .description('benchmark a scenario on a local groupchat, optionally side by side with Socket.IO + Redis and Centrifugo')
     .requiredOption('--scenario <name>', `one of ${SCENARIOS.join(', ')}`, (v: string) => {
       if (!(SCENARIOS as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${SCENARIOS.join(', ')}`);
       return v;
@@ -68,10 +78,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--duration <seconds>', 'publishing time per system', positive, 10)
     .option('--json <file>', 'write the report here (and the chart beside it, as .svg)')
     .option('--chart <file>', 'write the SVG chart here (default: the --json path with .svg)')
-    .option('--compare <system>', 'run the same workload on a peer system too: socketio', (v: string) => {
-      if (v !== 'socketio') throw new InvalidArgumentError('the only peer is socketio');
-      return v;
-    })
+    .option('--compare <peers>', `run the same workload on peer systems too: ${PEERS.join(', ')}, or a list such as ${PEERS.join(',')}`, peerList)
     .option('--users <n>', 'users (connect, idle: connections); default per scenario', whole(1, 1_000_000))
     .option('--room-size <n>', 'members per room (fanout)', whole(2, 100_000), 8)
     .option('--rate <msgs/s|max>', 'total publish rate; max: as fast as the in-flight window allows', rateOption, null)
@@ -94,7 +101,7 @@ export function registerBenchCommand(program: Command): void {
           + 'run it from a checkout after `make build`; the image carries production dependencies only\n');
         process.exit(2);
       });
-      const { chartSvg, formatTable, machine, ratios } = await import('./report.js');
+      const { chartSvg, formatTable, loadWarnings, machine, ratios } = await import('./report.js');
       const scenario = opts.scenario as ScenarioName;
       const limit = raiseOpenFiles();
       let users: number = opts.users ?? DEFAULT_USERS[scenario];
@@ -111,7 +118,7 @@ export function registerBenchCommand(program: Command): void {
         window: opts.window ?? defaultWindow(scenario, thePlan.users.length, thePlan.publishRooms.length), maxMessages: opts.maxMessages,
         concurrency: opts.concurrency, gateways: 2, raw: (opts.driver ?? (scenario === 'ingest' ? 'raw' : 'sdk')) === 'raw',
       };
-      const systems: SystemName[] = ['groupchat', ...(opts.compare ? ['socketio' as const] : [])];
+      const systems: SystemName[] = ['groupchat', ...((opts.compare as PeerName[] | undefined) ?? [])];
       process.stderr.write(`bench ${scenario}: ${thePlan.describe}\n`);
       for (const n of notes) process.stderr.write(`note: ${n}\n`);
       const view = new ProgressView();
@@ -135,9 +142,11 @@ export function registerBenchCommand(program: Command): void {
         + `${host.nproc} cores, load average ${host.loadAverage1m}\n\n`);
       process.stdout.write(formatTable(reports) + '\n');
       for (const r of reports) for (const n of r.notes) process.stdout.write(`note (${r.system}): ${n}\n`);
+      const warnings = loadWarnings(reports);
+      for (const w of warnings) process.stdout.write(`warning: ${w}\n`);
       const document = {
         scenario, describe: thePlan.describe, startedAt: new Date().toISOString(), machine: host,
-        options: { ...run, users }, systems: reports, ratios: reports.length > 1 ? ratios(reports) : {},
+        options: { ...run, users }, systems: reports, ratios: ratios(reports), warnings,
       };
       const chartPath: string | undefined = opts.chart ?? (opts.json ? String(opts.json).replace(/(\.json)?$/, '.svg') : undefined);
       if (opts.json) {

@@ -2,7 +2,10 @@
 // payload layout, the message schedule and the IPC messages between them.
 import hdr from 'hdr-histogram-js';
 
-export type SystemName = 'groupchat' | 'socketio';
+/** The peers `--compare` can put beside groupchat. */
+export const PEERS = ['socketio', 'centrifugo'] as const;
+export type PeerName = (typeof PEERS)[number];
+export type SystemName = 'groupchat' | PeerName;
 export const SCENARIOS = ['fanout', 'broadcast', 'direct', 'connect', 'idle', 'ingest'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
@@ -27,7 +30,7 @@ export function binaryPayload(g: number, sentUs: number, payloadBytes: number, f
   return buf;
 }
 
-/** The Socket.IO payload, in its idiomatic JSON form: [message number, send time µs, text]. */
+/** The Socket.IO and Centrifugo payload, in their idiomatic JSON form: [message number, send time µs, text]. */
 export type JsonPayload = [number, number, string];
 
 export function fillerText(payloadBytes: number): string {
@@ -89,6 +92,25 @@ export function summarize(h: Histogram): LatencySummary {
     : { p50: ms(h.getValueAtPercentile(50)), p99: ms(h.getValueAtPercentile(99)), max: ms(h.maxValue), count: h.totalCount };
 }
 
+// ---- the Centrifugo peer's names and credentials ----
+
+/**
+ * What the Centrifugo peer's clients need: the HMAC secret its connection
+ * tokens are signed with, and the key of its server HTTP API (made anew for
+ * each run).
+ */
+export interface CentrifugoAccess { tokenSecret: string; apiKey: string }
+
+/** The Centrifugo channel of a room. */
+export function roomChannel(room: number): string {
+  return `r${room}`;
+}
+
+/** A user's personal channel: user-limited (`#`), so only that user may subscribe to it. */
+export function personalChannel(userId: number): string {
+  return `u#${userId}`;
+}
+
 // ---- IPC between the coordinator and a load worker ----
 
 /** inbox: rooms are one-to-one conversations (audit labels), not joined; messages come one-to-one. */
@@ -98,10 +120,10 @@ export interface UserSpec { id: number; url: string; rooms: number[]; inbox?: bo
 export interface DirectPlan { senders: UserSpec[]; recipients: number[] }
 
 export type ToWorker =
-  | { type: 'users'; system: SystemName; users: UserSpec[]; concurrency: number; localAddresses: string[]; storm: boolean }
-  | { type: 'warmup'; system: SystemName; targets: string[]; rooms: number[]; direct: DirectPlan | null }
+  | { type: 'users'; system: SystemName; access: CentrifugoAccess | null; users: UserSpec[]; concurrency: number; localAddresses: string[]; storm: boolean }
+  | { type: 'warmup'; system: SystemName; access: CentrifugoAccess | null; targets: string[]; rooms: number[]; direct: DirectPlan | null }
   | {
-    type: 'publish'; system: SystemName; targets: string[]; rooms: number[]; worker: number; publishers: number;
+    type: 'publish'; system: SystemName; access: CentrifugoAccess | null; targets: string[]; rooms: number[]; worker: number; publishers: number;
     durationMs: number; rate: number | null; window: number; maxMessages: number; payloadBytes: number; raw: boolean;
     direct: DirectPlan | null;
   }

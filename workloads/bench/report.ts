@@ -1,5 +1,6 @@
 // The bench's outputs: the closing table (with the groupchat / peer ratio of
-// every figure), the JSON report and an SVG chart of throughput and latency.
+// every figure, for each peer), the load-generator warnings, the JSON report
+// and an SVG chart of throughput and latency.
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import type { SystemReport } from './runner.js';
 
@@ -38,10 +39,8 @@ function round1(n: number): number {
 }
 
 /** groupchat ÷ peer for every figure both have (null where the peer's is 0). */
-export function ratios(reports: SystemReport[]): Record<string, number | null> {
-  const [ours, peer] = [reports.find((r) => r.system === 'groupchat'), reports.find((r) => r.system !== 'groupchat')];
+function ratiosTo(ours: SystemReport, peer: SystemReport): Record<string, number | null> {
   const result: Record<string, number | null> = {};
-  if (!ours || !peer) return result;
   for (const f of FIGURES) {
     const a = f.value(ours);
     const b = f.value(peer);
@@ -52,14 +51,32 @@ export function ratios(reports: SystemReport[]): Record<string, number | null> {
   return result;
 }
 
+/** For each peer in the run: groupchat ÷ that peer, figure by figure. */
+export function ratios(reports: SystemReport[]): Record<string, Record<string, number | null>> {
+  const ours = reports.find((r) => r.system === 'groupchat');
+  if (!ours) return {};
+  return Object.fromEntries(reports.filter((r) => r !== ours).map((peer) => [peer.system, ratiosTo(ours, peer)]));
+}
+
+/** Above this share of a core, a load process may have limited the run rather than the system under test. */
+export const LOAD_BOTTLENECK_SHARE = 0.8;
+
+/** One warning per load process that used more than LOAD_BOTTLENECK_SHARE of a core, per system. */
+export function loadWarnings(reports: SystemReport[]): string[] {
+  return reports.flatMap((r) => r.loadCpu.filter((p) => p.coreShare > LOAD_BOTTLENECK_SHARE).map((p) =>
+    `${r.system}: load process ${p.name} used ${Math.round(p.coreShare * 100)}% of a core (${p.cpuSeconds} CPU s): `
+    + 'the load generator, not the system, may have been the bottleneck; add --workers or --publishers'));
+}
+
 function shown(n: number | undefined): string {
   if (n === undefined) return '';
   return Number.isInteger(n) ? n.toLocaleString('en-US') : n.toFixed(3).replace(/\.?0+$/, '');
 }
 
 export function formatTable(reports: SystemReport[]): string {
-  const ratio = reports.length > 1 ? ratios(reports) : {};
-  const header = ['figure', ...reports.map((r) => r.system), ...(reports.length > 1 ? ['ratio'] : [])];
+  const byPeer = Object.entries(ratios(reports));
+  const header = ['figure', ...reports.map((r) => r.system), ...byPeer.map(([peer]) => `÷ ${peer}`)];
+  const noRatios = byPeer.map(() => '');
   const rows: string[][] = [];
   const audited = reports.some((r) => r.expected > 0 || r.delivered > 0);
   for (const f of FIGURES) {
@@ -67,14 +84,18 @@ export function formatTable(reports: SystemReport[]): string {
     if (values.every((v) => v === undefined || v === 0) && (f.better !== 'zero' || !audited)) continue;
     if (values.every((v) => v === undefined)) continue;
     const row = [f.label, ...values.map(shown)];
-    if (reports.length > 1) row.push(ratio[f.label] == null ? (f.label in ratio ? 'n/a' : '') : `${shown(ratio[f.label]!)}×`);
+    for (const [, ratio] of byPeer) row.push(ratio[f.label] == null ? (f.label in ratio ? 'n/a' : '') : `${shown(ratio[f.label]!)}×`);
     rows.push(row);
   }
   for (const role of [...new Set(reports.flatMap((r) => Object.keys(r.rssMbPerRole)))].sort()) {
-    rows.push([`  RSS MB ${role}`, ...reports.map((r) => r.rssMbPerRole[role] === undefined ? '' : `${r.rssMbPerRole[role]} (${r.processesPerRole[role]}p)`), ...(reports.length > 1 ? [''] : [])]);
+    rows.push([`  RSS MB ${role}`, ...reports.map((r) => r.rssMbPerRole[role] === undefined ? '' : `${r.rssMbPerRole[role]} (${r.processesPerRole[role]}p)`), ...noRatios]);
   }
   for (const role of [...new Set(reports.flatMap((r) => Object.keys(r.cpuSecondsPerRole)))].sort()) {
-    rows.push([`  CPU s ${role}`, ...reports.map((r) => r.cpuSecondsPerRole[role] === undefined ? '' : String(r.cpuSecondsPerRole[role])), ...(reports.length > 1 ? [''] : [])]);
+    rows.push([`  CPU s ${role}`, ...reports.map((r) => r.cpuSecondsPerRole[role] === undefined ? '' : String(r.cpuSecondsPerRole[role])), ...noRatios]);
+  }
+  for (const name of [...new Set(reports.flatMap((r) => r.loadCpu.map((p) => p.name)))]) {
+    const share = (r: SystemReport) => r.loadCpu.find((p) => p.name === name)?.coreShare;
+    rows.push([`  load % of a core ${name}`, ...reports.map((r) => { const s = share(r); return s === undefined ? '' : `${Math.round(s * 100)}%${s > LOAD_BOTTLENECK_SHARE ? ' !' : ''}`; }), ...noRatios]);
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -93,7 +114,7 @@ export function machine() {
   };
 }
 
-const COLORS: Record<string, string> = { groupchat: '#2b6cb0', socketio: '#c05621' };
+const COLORS: Record<string, string> = { groupchat: '#2b6cb0', socketio: '#c05621', centrifugo: '#2f855a' };
 
 function escapeXml(s: string): string {
   return s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);

@@ -47,6 +47,8 @@ export interface SystemReport {
   processesPerRole: Record<string, number>;
   /** CPU seconds used per role (and by the bench's own load workers) while publishing and draining, or connecting. */
   cpuSecondsPerRole: Record<string, number>;
+  /** Each of the bench's load processes over the same phase (publishers: until publishing ends): near a whole core, the load, not the system, was the bottleneck. */
+  loadCpu: LoadProcessCpu[];
   /** The system's CPU µs (bench workers excluded) per delivery, or per acked publish (ingest), or per connection (connect, idle). */
   serverCpuUsPerUnit?: number | undefined;
   connections?: number;
@@ -56,6 +58,13 @@ export interface SystemReport {
   /** groupchat: proposal-to-commit latency of the room logs (bucket upper bounds), ms. */
   commitLatencyMs?: { p50: number; p99: number; max: number; count: number };
   notes: string[];
+}
+
+export interface LoadProcessCpu {
+  name: string;
+  cpuSeconds: number;
+  /** cpuSeconds over the measured phase's wall time: 1 is a whole core. */
+  coreShare: number;
 }
 
 const WORKER_PATH = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -147,7 +156,11 @@ class RssSampler {
   private readonly peak = new Map<number, { role: string; bytes: number }>();
   private readonly timer: NodeJS.Timeout;
   private cpuStart = new Map<number, number>();
+  private startedMs = 0;
+  /** Load processes whose part ended before the window did: their CPU seconds and the time then. */
+  private finished = new Map<number, { cpu: number; ms: number }>();
   private cpuUsed: Record<string, number> = {};
+  private loadUsed: LoadProcessCpu[] = [];
   /** The bench's own processes, counted for CPU only. */
   extra: SystemProcess[] = [];
   constructor(private readonly system: SystemHandle) {
@@ -157,6 +170,12 @@ class RssSampler {
   /** Starts the CPU window. */
   markStart(): void {
     this.cpuStart = new Map([...this.system.processes(), ...this.extra].map((p) => [p.pid, cpuSeconds(p.pid)]));
+    this.startedMs = performance.now();
+    this.finished.clear();
+  }
+  /** Ends the window early for the load processes of a role (the publishers, when publishing stops and the drain begins). */
+  markDone(role: string): void {
+    for (const p of this.extra) if (p.role === role) this.finished.set(p.pid, { cpu: cpuSeconds(p.pid), ms: performance.now() });
   }
   /** Ends the CPU window. */
   markEnd(): void {
@@ -167,8 +186,15 @@ class RssSampler {
       used[p.role] = Math.round(((used[p.role] ?? 0) + cpuSeconds(p.pid) - start) * 100) / 100;
     }
     this.cpuUsed = used;
+    this.loadUsed = this.extra.map((p) => {
+      const end = this.finished.get(p.pid) ?? { cpu: cpuSeconds(p.pid), ms: performance.now() };
+      const seconds = end.cpu - (this.cpuStart.get(p.pid) ?? 0);
+      const wallSeconds = Math.max(0.001, (end.ms - this.startedMs) / 1000);
+      return { name: p.name, cpuSeconds: Math.round(seconds * 100) / 100, coreShare: Math.round((seconds / wallSeconds) * 100) / 100 };
+    });
   }
   get cpuSecondsPerRole(): Record<string, number> { return this.cpuUsed; }
+  get loadCpu(): LoadProcessCpu[] { return this.loadUsed; }
   sample(): void {
     for (const p of this.system.processes()) {
       const bytes = rssBytes(p.pid);
@@ -237,7 +263,7 @@ export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions
       const serverCpu = Object.entries(cpu).filter(([role]) => !role.startsWith('bench-')).reduce((n, [, s]) => n + s, 0);
       const perUnit = (count: number) => (count > 0 ? Math.round((serverCpu * 1e6 / count) * 10) / 10 : undefined);
       const units = report.delivered || (report.published - report.failed) || (report.connections ?? 0);
-      return { ...report, ...mem, cpuSecondsPerRole: cpu, serverCpuUsPerUnit: perUnit(units), ...(commitLatencyMs ? { commitLatencyMs } : {}), notes };
+      return { ...report, ...mem, cpuSecondsPerRole: cpu, loadCpu: rss.loadCpu, serverCpuUsPerUnit: perUnit(units), ...(commitLatencyMs ? { commitLatencyMs } : {}), notes };
     } finally {
       await Promise.all(all.map((w) => w.exit()));
     }
@@ -248,7 +274,7 @@ export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions
   }
 }
 
-type DriveResult = Omit<SystemReport, 'rssMbPerRole' | 'processesPerRole' | 'cpuSecondsPerRole' | 'notes'>;
+type DriveResult = Omit<SystemReport, 'rssMbPerRole' | 'processesPerRole' | 'cpuSecondsPerRole' | 'loadCpu' | 'notes'>;
 
 async function connectAll(
   system: SystemHandle, users: PlannedUser[], workers: LoadWorker[], o: RunOptions, view: ProgressView, storm: boolean, label: string,
@@ -258,7 +284,7 @@ async function connectAll(
   const before = workers.map((w) => w.progress.connected);
   view.phase(system.name, label, specs.length);
   workers.forEach((w, i) => w.send({
-    type: 'users', system: system.name, users: shares[i]!, concurrency: o.concurrency, localAddresses: storm ? LOCAL_ADDRESSES : [], storm,
+    type: 'users', system: system.name, access: system.access ?? null, users: shares[i]!, concurrency: o.concurrency, localAddresses: storm ? LOCAL_ADDRESSES : [], storm,
   }));
   const ready = Promise.all(workers.map((w) => w.next('usersReady')));
   let finished = false;
@@ -298,7 +324,7 @@ async function drive(
   }
 
   if (p.scenario === 'idle') {
-    const pid = system.processes().find((x) => x.name === (system.name === 'groupchat' ? 'gateway-0' : 'socketio-0'))!.pid;
+    const pid = system.processes().find((x) => x.name === system.firstUserServer)!.pid;
     await connectAll(system, p.warmupUsers, workers.slice(0, 1), o, view, true, 'warm-up connections');
     await sleep(1000);
     const before = rssBytes(pid);
@@ -310,7 +336,7 @@ async function drive(
     for (let i = 1; i <= 3; i++) { await sleep(1000); view.update(i); }
     const after = rssBytes(pid);
     const seconds = (c.lastDoneUs - c.firstStartUs) / 1e6;
-    notes.push(`${system.name === 'groupchat' ? 'gateway-0' : 'socketio-0'} RSS ${(before / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after ${c.connected} connections`);
+    notes.push(`${system.firstUserServer} RSS ${(before / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after ${c.connected} connections`);
     await Promise.all(workers.map(async (w) => { w.send({ type: 'closeUsers' }); await w.next('closed'); }));
     return {
       ...base, latencyMs: c.latency, connections: c.connected, connectionsPerSec: Math.round(c.connected / seconds),
@@ -331,7 +357,7 @@ async function drive(
     const warmedNow = () => sum(workers.map((w) => w.progress.warmed));
     const converged = await (async () => {
       for (let attempt = 0; attempt < 15; attempt++) {
-        publishers[0]!.send({ type: 'warmup', system: system.name, targets, rooms: [...new Set(p.publishRooms)], direct });
+        publishers[0]!.send({ type: 'warmup', system: system.name, access: system.access ?? null, targets, rooms: [...new Set(p.publishRooms)], direct });
         if (await watch(view, 2000, () => ({ value: warmedNow(), done: warmedNow() >= pairs }))) return true;
       }
       return false;
@@ -343,7 +369,7 @@ async function drive(
   rss.markStart();
   const started = Date.now();
   publishers.forEach((w, i) => w.send({
-    type: 'publish', system: system.name, targets, rooms: p.publishRooms, worker: i, publishers: publishers.length,
+    type: 'publish', system: system.name, access: system.access ?? null, targets, rooms: p.publishRooms, worker: i, publishers: publishers.length,
     durationMs: o.durationSec * 1000, rate: o.rate, window: o.window, maxMessages: o.maxMessages, payloadBytes: o.payloadBytes,
     raw: o.raw && system.name === 'groupchat', direct,
   }));
@@ -361,6 +387,7 @@ async function drive(
     };
   });
   const results = await done;
+  rss.markDone('bench-publishers');
   for (const r of results) if (r.errors.length) notes.push(...r.errors);
   const summary: PublishedSummary = {
     publishers: publishers.length, counts: results.sort((a, b) => a.worker - b.worker).map((r) => r.count),

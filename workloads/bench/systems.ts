@@ -1,15 +1,17 @@
 // The systems under test, started by the bench itself on loopback: groupchat
 // as `groupchat up` would run it (LocalCluster, every role a process), and the
-// peer, Socket.IO with @socket.io/redis-adapter on two server processes (as
-// groupchat has two gateways) and a redis-server on a free port.
+// peers, each on two server processes (as groupchat has two gateways) sharing
+// a redis-server on a free port: Socket.IO with @socket.io/redis-adapter, and
+// Centrifugo with its Redis engine.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalCluster } from '../local-cluster/launcher.js';
-import type { SystemName } from './common.js';
+import type { CentrifugoAccess, SystemName } from './common.js';
 
 export interface SystemProcess { role: string; name: string; pid: number }
 
@@ -20,6 +22,10 @@ export interface SystemHandle {
   /** Where publishers send: proxies, or Socket.IO servers. */
   publishTargets: string[];
   processes(): SystemProcess[];
+  /** The process that holds the users of gateway 0 (idle measures its memory). */
+  firstUserServer: string;
+  /** Centrifugo: what its clients sign tokens with and publish with. */
+  access?: CentrifugoAccess;
   /** groupchat: proposal-to-commit latency of the room logs over the run, from the brokers' histograms. */
   commitLatencyMs?(): Promise<{ p50: number; p99: number; max: number; count: number }>;
   stop(): Promise<void>;
@@ -31,6 +37,8 @@ export interface SystemOptions {
 }
 
 export const REDIS_SERVER = process.env.GROUPCHAT_REDIS_SERVER ?? '/usr/bin/redis-server';
+/** Built by `make centrifugo` from its Go module (the version is the Makefile's CENTRIFUGO_VERSION). */
+export const CENTRIFUGO = process.env.GROUPCHAT_CENTRIFUGO ?? join(homedir(), '.cache/groupchat/centrifugo-v6.9.1/centrifugo');
 
 /** Resident set size of a process in bytes, or 0 if it is gone. */
 export function rssBytes(pid: number): number {
@@ -85,6 +93,7 @@ export async function startGroupchat(o: SystemOptions): Promise<SystemHandle> {
     userUrls: ready.gateways,
     publishTargets: ready.proxies,
     processes: () => cluster.status().processes.flatMap((p) => (p.pid ? [{ role: p.role, name: p.name, pid: p.pid }] : [])),
+    firstUserServer: 'gateway-0',
     commitLatencyMs: async () => {
       const brokers = cluster.registry.members().filter((m) => m.role === 'broker' && m.httpAddress);
       const texts = await Promise.all(brokers.map(async (m) => (await fetch(`http://${m.httpAddress}/metrics`)).text()));
@@ -138,20 +147,35 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
+/** Children of one peer system: killed together if the bench dies, stopped together at the end. */
+class PeerChildren {
+  private readonly children: ChildProcess[] = [];
+  private readonly killAll = () => { for (const c of this.children) if (c.exitCode === null) c.kill('SIGKILL'); };
+  constructor() { process.once('exit', this.killAll); }
+  add<T extends ChildProcess>(child: T): T { this.children.push(child); return child; }
+  kill(): void { this.killAll(); process.off('exit', this.killAll); }
+  async stop(): Promise<void> {
+    await Promise.all(this.children.map(stopChild));
+    process.off('exit', this.killAll);
+  }
+}
+
+/** A redis-server on a free loopback port, without persistence: the peers' broker. */
+async function startRedis(children: PeerChildren, peer: string): Promise<{ port: number; process: SystemProcess }> {
+  if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} is missing: run \`make redis\` (Debian's redis-server) for --compare ${peer}`);
+  const port = await freePort();
+  const redis = children.add(spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitForPort(port, 10_000);
+  return { port, process: { role: 'redis', name: 'redis-server', pid: redis.pid! } };
+}
+
 export async function startSocketIo(o: SystemOptions): Promise<SystemHandle> {
-  if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} is missing: run \`make redis\` (Debian's redis-server) for --compare socketio`);
-  const children: ChildProcess[] = [];
-  const killAll = () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); };
-  process.once('exit', killAll);
+  const children = new PeerChildren();
   try {
-    const redisPort = await freePort();
-    const redis = spawn(REDIS_SERVER, ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(redis);
-    await waitForPort(redisPort, 10_000);
+    const redis = await startRedis(children, 'socketio');
     const servers: Array<{ child: ChildProcess; port: number }> = [];
     for (let i = 0; i < o.gateways; i++) {
-      const child = fork(fileURLToPath(new URL('./socketio-server.js', import.meta.url)), ['0', `redis://127.0.0.1:${redisPort}`], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-      children.push(child);
+      const child = children.add(fork(fileURLToPath(new URL('./socketio-server.js', import.meta.url)), ['0', `redis://127.0.0.1:${redis.port}`], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
       const port = await new Promise<number>((resolve, reject) => {
         child.once('message', (m: { listening: number }) => resolve(m.listening));
         child.once('exit', (code) => reject(new Error(`Socket.IO server exited with ${code}`)));
@@ -163,17 +187,79 @@ export async function startSocketIo(o: SystemOptions): Promise<SystemHandle> {
       name: 'socketio',
       userUrls: urls,
       publishTargets: urls,
-      processes: () => [
-        { role: 'redis', name: 'redis-server', pid: redis.pid! },
-        ...servers.map((s, i) => ({ role: 'socketio', name: `socketio-${i}`, pid: s.child.pid! })),
-      ],
+      processes: () => [redis.process, ...servers.map((s, i) => ({ role: 'socketio', name: `socketio-${i}`, pid: s.child.pid! }))],
+      firstUserServer: 'socketio-0',
+      stop: () => children.stop(),
+    };
+  } catch (err) {
+    children.kill();
+    throw err;
+  }
+}
+
+/**
+ * One Centrifugo node's configuration: its Redis engine, connection tokens
+ * (HMAC JWT, so each connection is a known user and the personal channels
+ * `u#<id>` admit only their user), the server API behind a key, clients
+ * allowed to subscribe to room channels, and history, presence and recovery
+ * off (messages are fanned out, not stored: what Socket.IO does too). Its
+ * anonymous usage reports are off: the bench sends nothing off the machine.
+ */
+export function centrifugoConfig(name: string, port: number, redisPort: number, access: CentrifugoAccess): Record<string, unknown> {
+  return {
+    node: { name },
+    usage_stats: { disabled: true },
+    log: { level: 'warn' },
+    http_server: { address: '127.0.0.1', port },
+    client: { token: { hmac_secret_key: access.tokenSecret } },
+    http_api: { key: access.apiKey },
+    engine: { type: 'redis', redis: { address: [`redis://127.0.0.1:${redisPort}`] } },
+    channel: {
+      without_namespace: {
+        allow_subscribe_for_client: true,
+        allow_user_limited_channels: true,
+        presence: false,
+        history_size: 0,
+        history_ttl: '0s',
+        force_recovery: false,
+      },
+    },
+  };
+}
+
+export async function startCentrifugo(o: SystemOptions): Promise<SystemHandle> {
+  if (!existsSync(CENTRIFUGO)) throw new Error(`${CENTRIFUGO} is missing: run \`make centrifugo\` (built from its Go module) for --compare centrifugo`);
+  const children = new PeerChildren();
+  const configDir = mkdtempSync(join(tmpdir(), 'groupchat-bench-centrifugo-'));
+  try {
+    const redis = await startRedis(children, 'centrifugo');
+    const access: CentrifugoAccess = { tokenSecret: randomBytes(32).toString('hex'), apiKey: randomBytes(16).toString('hex') };
+    const nodes: Array<{ child: ChildProcess; port: number }> = [];
+    for (let i = 0; i < o.gateways; i++) {
+      const port = await freePort();
+      const config = join(configDir, `node-${i}.json`);
+      writeFileSync(config, JSON.stringify(centrifugoConfig(`centrifugo-${i}`, port, redis.port, access), null, 2));
+      const child = children.add(spawn(CENTRIFUGO, ['--config', config], { stdio: ['ignore', 'ignore', 'inherit'] }));
+      await Promise.race([
+        waitForPort(port, 20_000),
+        new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`centrifugo node ${i} exited with ${code} (config ${config})`)))),
+      ]);
+      nodes.push({ child, port });
+    }
+    return {
+      name: 'centrifugo',
+      userUrls: nodes.map((n) => `ws://127.0.0.1:${n.port}/connection/websocket`),
+      publishTargets: nodes.map((n) => `http://127.0.0.1:${n.port}/api`),
+      processes: () => [redis.process, ...nodes.map((n, i) => ({ role: 'centrifugo', name: `centrifugo-${i}`, pid: n.child.pid! }))],
+      firstUserServer: 'centrifugo-0',
+      access,
       stop: async () => {
-        await Promise.all(children.map(stopChild));
-        process.off('exit', killAll);
+        await children.stop();
+        rmSync(configDir, { recursive: true, force: true });
       },
     };
   } catch (err) {
-    killAll();
+    children.kill();
     throw err;
   }
 }
@@ -192,6 +278,10 @@ async function waitForPort(port: number, boundMs: number): Promise<void> {
   }
 }
 
+const STARTERS: Record<SystemName, (o: SystemOptions) => Promise<SystemHandle>> = {
+  groupchat: startGroupchat, socketio: startSocketIo, centrifugo: startCentrifugo,
+};
+
 export function startSystem(name: SystemName, o: SystemOptions): Promise<SystemHandle> {
-  return name === 'groupchat' ? startGroupchat(o) : startSocketIo(o);
+  return STARTERS[name](o);
 }

@@ -1,8 +1,12 @@
 // A load worker of `groupchat bench`, forked by the coordinator so that the
 // driver is not one event loop: it holds a share of the users (real WebSocket
-// clients of groupchat's gateways, or socket.io-client clients of Socket.IO),
-// or it publishes (groupchat's Publisher SDK through proxies, or Socket.IO
-// emits with acks), and it audits what its users received.
+// clients of groupchat's gateways, socket.io-client clients of Socket.IO, or
+// Centrifugo's official JavaScript client), or it publishes (groupchat's
+// Publisher SDK through proxies, Socket.IO emits with acks, or Centrifugo's
+// server HTTP API), and it audits what its users received.
+import { createHmac } from 'node:crypto';
+import http from 'node:http';
+import { Centrifuge } from 'centrifuge';
 import { io, type Socket as IoSocket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { Snowflake, workerIdFor } from '../ids/snowflake.js';
@@ -12,8 +16,8 @@ import { Publisher } from '../sdk/publisher.js';
 import { PeerClient } from '../transport/peer-client.js';
 import type { PeerLink } from '../transport/peer-link.js';
 import {
-  binaryPayload, encodeHistogram, expectedPerRoom, fillerText, messageSpace, newHistogram, nowUs, WARMUP,
-  type AuditResult, type DirectPlan, type FromWorker, type JsonPayload, type SystemName, type ToWorker, type UserSpec,
+  binaryPayload, encodeHistogram, expectedPerRoom, fillerText, messageSpace, newHistogram, nowUs, personalChannel, roomChannel, WARMUP,
+  type AuditResult, type CentrifugoAccess, type DirectPlan, type FromWorker, type JsonPayload, type SystemName, type ToWorker, type UserSpec,
 } from './common.js';
 
 function post(message: FromWorker): void {
@@ -147,8 +151,53 @@ function connectSocketIoUser(spec: UserSpec, localAddress: string | undefined): 
   });
 }
 
+/** A Centrifugo connection token: an HS256 JWT whose subject is the user (no expiry: it lives for one run). */
+function connectionToken(userId: number, secret: string): string {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: String(userId) })}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+}
+
+/** `ws` as the client's WebSocket, bound to a local address (the connection storm spreads source addresses). */
+function websocketFrom(localAddress: string | undefined) {
+  return class extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { perMessageDeflate: false, ...(localAddress ? { localAddress } : {}) });
+    }
+  };
+}
+
+/**
+ * A Centrifugo user: the official client over WebSocket (JSON protocol),
+ * subscribed to its rooms' channels, or, for a one-to-one recipient, to its
+ * personal channel, whose publications belong to its one conversation.
+ */
+async function connectCentrifugoUser(spec: UserSpec, localAddress: string | undefined, access: CentrifugoAccess): Promise<UserState> {
+  const centrifuge = new Centrifuge(spec.url, {
+    token: connectionToken(spec.id, access.tokenSecret), websocket: websocketFrom(localAddress), timeout: 20_000,
+  });
+  const user: UserState = { spec, received: new Map(), warmed: new Set(), close: () => centrifuge.disconnect() };
+  const channels = spec.inbox ? [{ channel: personalChannel(spec.id), room: spec.rooms[0]! }] : spec.rooms.map((room) => ({ channel: roomChannel(room), room }));
+  try {
+    centrifuge.connect();
+    await centrifuge.ready();
+    for (const { channel, room } of channels) {
+      const subscription = centrifuge.newSubscription(channel);
+      subscription.on('publication', (ctx) => { const msg = ctx.data as JsonPayload; onDelivery(user, room, msg[0], msg[1]); });
+      subscription.subscribe();
+      await subscription.ready();
+    }
+  } catch (err) {
+    centrifuge.disconnect();
+    throw new Error(`centrifugo: ${(err as { message?: string }).message ?? JSON.stringify(err)}`);
+  }
+  return user;
+}
+
 async function connectUsers(cmd: Extract<ToWorker, { type: 'users' }>): Promise<void> {
-  const connect = cmd.system === 'groupchat' ? connectGroupchatUser : connectSocketIoUser;
+  const connect = cmd.system === 'groupchat' ? connectGroupchatUser
+    : cmd.system === 'socketio' ? connectSocketIoUser
+    : (spec: UserSpec, local: string | undefined) => connectCentrifugoUser(spec, local, cmd.access!);
   const hist = newHistogram();
   const errors: string[] = [];
   let next = 0;
@@ -261,16 +310,58 @@ function socketIoSender(targets: string[], payloadBytes: number): Sender {
   };
 }
 
+/** An API error comes back as 200 with an "error" object instead of "result". */
+function publishSucceeded(reply: string): boolean {
+  try {
+    return (JSON.parse(reply) as { result?: unknown }).result !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Centrifugo's publishers are a backend calling its server HTTP API: one
+ * `publish` request per message over keep-alive connections, spread over both
+ * nodes, acknowledged once the node has published into Redis. channelOf maps
+ * the schedule's room to the channel it goes to.
+ */
+function centrifugoSender(targets: string[], payloadBytes: number, access: CentrifugoAccess, channelOf: (roomId: number) => string): Sender {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const text = fillerText(payloadBytes);
+  const headers = { 'content-type': 'application/json', 'x-api-key': access.apiKey };
+  const publishUrls = targets.map((api) => new URL(`${api}/publish`));
+  let rotation = 0;
+  return {
+    ready: async () => {},
+    send(g, roomId, done) {
+      const body = JSON.stringify({ channel: channelOf(roomId), data: [g, nowUs(), text] satisfies JsonPayload });
+      const request = http.request(publishUrls[rotation++ % publishUrls.length]!, { method: 'POST', agent, headers, timeout: 30_000 }, (response) => {
+        let reply = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => { reply += chunk; });
+        response.on('end', () => done(response.statusCode === 200 && publishSucceeded(reply)));
+      });
+      request.on('timeout', () => request.destroy(new Error('timed out')));
+      request.on('error', () => done(false));
+      request.end(body);
+      return true;
+    },
+    close: () => agent.destroy(),
+  };
+}
+
 /**
  * One-to-one: each conversation's sender is a user connection of its own
  * (groupchat: a Direct request, answered once stored; Socket.IO: an emit to the
- * recipient's own room, acked once emitted). Conversation rooms[i] is written
- * by direct.senders[i] to direct.recipients[i].
+ * recipient's own room, acked once emitted), or on Centrifugo the backend's
+ * API publish into the recipient's personal channel. Conversation rooms[i] is
+ * written by direct.senders[i] to direct.recipients[i].
  */
-function directSender(system: SystemName, direct: DirectPlan, rooms: number[], payloadBytes: number): Sender {
+function directSender(system: SystemName, direct: DirectPlan, rooms: number[], payloadBytes: number, targets: string[], access: CentrifugoAccess | null): Sender {
+  const byRoom = new Map(rooms.map((room, i) => [room, i]));
+  if (system === 'centrifugo') return centrifugoSender(targets, payloadBytes, access!, (room) => personalChannel(direct.recipients[byRoom.get(room)!]!));
   const filler = Buffer.from(fillerText(payloadBytes));
   const text = fillerText(payloadBytes);
-  const byRoom = new Map(rooms.map((room, i) => [room, i]));
   const send: Array<(g: number, done: (ok: boolean) => void) => void> = [];
   const closers: Array<() => void> = [];
   const opening = (async () => {
@@ -314,8 +405,9 @@ function directSender(system: SystemName, direct: DirectPlan, rooms: number[], p
 let openDirect: Sender | null = null;
 
 function makeSender(cmd: Extract<ToWorker, { type: 'publish' }> | (Extract<ToWorker, { type: 'warmup' }> & { worker: number; payloadBytes: number; raw: false })): Sender {
-  if (cmd.direct) return (openDirect ??= directSender(cmd.system, cmd.direct, cmd.rooms, cmd.payloadBytes));
+  if (cmd.direct) return (openDirect ??= directSender(cmd.system, cmd.direct, cmd.rooms, cmd.payloadBytes, cmd.targets, cmd.access));
   if (cmd.system === 'socketio') return socketIoSender(cmd.targets, cmd.payloadBytes);
+  if (cmd.system === 'centrifugo') return centrifugoSender(cmd.targets, cmd.payloadBytes, cmd.access!, roomChannel);
   return cmd.raw ? groupchatRawSender(cmd.targets, cmd.worker, cmd.payloadBytes) : groupchatSdkSender(cmd.targets, cmd.worker, cmd.payloadBytes);
 }
 
