@@ -2,9 +2,10 @@
 // payload layout, the message schedule and the IPC messages between them.
 import hdr from 'hdr-histogram-js';
 
+import type { PeerName } from './peers.js';
+
 /** The peers `--compare` can put beside groupchat. */
-export const PEERS = ['socketio', 'centrifugo'] as const;
-export type PeerName = (typeof PEERS)[number];
+export { PEERS, type PeerName } from './peers.js';
 export type SystemName = 'groupchat' | PeerName;
 export const SCENARIOS = ['fanout', 'broadcast', 'direct', 'connect', 'idle', 'ingest'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
