@@ -5,40 +5,22 @@
 // `kubectl patch` broker partitions 2 → 4 and replicas 2 → 3 and delete a
 // broker pod. Nothing may be lost, duplicated or reordered; the cluster ends
 // Ready with the new counts; deleting it removes everything it made.
-import { afterAll, beforeAll, expect, test } from '@jest/globals';
+import { expect, test } from '@jest/globals';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { getJson } from '../envtest/support.js';
 import { ChatTraffic, type TrafficReport } from './chat-traffic.js';
-import { entryPoints, helmInstall, isReady, readCluster, startEnvironment, until, type E2eEnvironment } from './harness.js';
+import { CLUSTER, e2eSuite, entryPoints, helmInstall, isReady, NAMESPACE, OPERATOR_NAMESPACE, until } from './harness.js';
 
-const NAMESPACE = 'chat';
-const CLUSTER = 'chat';
 const RELEASE = 'groupchat';
-const OPERATOR_NAMESPACE = 'groupchat-system';
-/** Where a failed run leaves the logs of every process, for whoever looks next. */
-const ARTIFACTS = resolve('dist/e2e-artifacts');
-
-let env: E2eEnvironment;
-let traffic: ChatTraffic | undefined;
-let passed = false;
-
-const cluster = () => readCluster(env.cp, NAMESPACE, CLUSTER);
-
-beforeAll(async () => {
-  env = await startEnvironment();
-}, 180_000);
-
-afterAll(async () => {
-  await traffic?.close();
-  await env?.stop(passed, ARTIFACTS);
-}, 120_000);
+// A failed run leaves every process's log in dist/e2e-artifacts, for whoever looks next.
+const suite = e2eSuite(resolve('dist/e2e-artifacts'));
 
 test('helm install, chat, double the partitions and add replicas under traffic, delete a broker pod: nothing lost', async () => {
   const report: Record<string, unknown> = {};
 
   // 1. The chart, as a platform team installs it. --wait: the operator pod is Ready.
-  const { cp, agent } = env;
+  const { cp, agent } = suite.env;
   const helmStarted = Date.now();
   await helmInstall(cp, RELEASE, OPERATOR_NAMESPACE, NAMESPACE);
   report.helmInstallMs = Date.now() - helmStarted;
@@ -46,29 +28,26 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   // 2. The small example cluster, as a user applies it.
   await cp.kubectl(['apply', '-n', NAMESPACE, '-f', resolve('examples/small.yaml')]);
   const applied = Date.now();
-  let before = await until('the cluster to be Ready', async () => { const c = await cluster(); return isReady(c) && c; }, 180_000);
+  const before = await until('the cluster to be Ready', async () => { const c = await suite.cluster(); return isReady(c) && c; }, 180_000);
   report.readyAfterApplyMs = Date.now() - applied;
   expect(before.status?.roles?.broker).toEqual({ partitions: 2, desired: 4, ready: 4 });
   expect(before.status?.phase).toBe('Stable');
 
   // 3. Users on the gateways, a backend on the proxies, found as clients find them.
   const { gateways, proxies } = await entryPoints(cp, NAMESPACE, CLUSTER);
-  traffic = new ChatTraffic({
+  const traffic = new ChatTraffic({
     gateways, proxies, rooms: 16, users: 24, roomsPerUser: 4,
     pauseMs: 30, maxPerRoom: 20_000, maxDurationMs: 240_000, messageDeadlineMs: 60_000, maxAttempts: 100,
   });
+  suite.traffic = traffic;
   await traffic.connect();
   traffic.start();
-  await until('traffic to flow', async () => traffic!.sent >= 200, 60_000);
-  before = await cluster();
-  const epochBefore = before.status!.epoch!;
+  await until('traffic to flow', async () => traffic.sent >= 200, 60_000);
 
   // 4. Scale by editing the cluster, while the chat goes on.
   const sentBeforePatch = traffic.sent;
   const patched = Date.now();
-  await cp.kubectl(['patch', 'groupchatcluster', CLUSTER, '-n', NAMESPACE, '--type=merge',
-    '-p', JSON.stringify({ spec: { broker: { partitions: 4, replicas: 3 } } })]);
-  await until('the doubling to start', async () => (await cluster()).status?.phase === 'Expanding', 30_000, 100);
+  const epochBefore = await suite.startDoubling({ broker: { partitions: 4, replicas: 3 } });
 
   // 5. A broker pod goes away in the middle of it (a node drain, an eviction).
   const deletedPod = `${CLUSTER}-broker-0-0`;
@@ -77,11 +56,9 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   report.brokerPodDeletedAfterMs = Date.now() - patched;
 
   let flippedAt = 0;
-  const after = await until('the doubling to complete with every pod ready', async () => {
-    const c = await cluster();
+  const after = await suite.untilDoubled('the doubling to complete with every pod ready', epochBefore, 240_000, (c) => {
     if (!flippedAt && (c.status?.epoch ?? 0) > epochBefore) flippedAt = Date.now();
-    return c.status?.phase === 'Stable' && (c.status?.epoch ?? 0) > epochBefore && isReady(c) && c;
-  }, 240_000, 100);
+  });
   const doublingMs = Date.now() - patched;
   const doubledAt = Date.now();
   report.epochFlipAfterMs = flippedAt - patched;
@@ -89,7 +66,7 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
 
   // Keep chatting on the new layout for a while, then stop and let the last deliveries land.
   const sentAtEnd = traffic.sent;
-  await until('traffic on the new layout', async () => traffic!.sent >= sentAtEnd + 300, 60_000);
+  await until('traffic on the new layout', async () => traffic.sent >= sentAtEnd + 300, 60_000);
   await traffic.stop();
   await traffic.drain(20_000);
   const audit: TrafficReport = traffic.audit();
@@ -124,7 +101,7 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
 
   // 6. Deleting the cluster deletes what it made (the garbage collector, through owner references).
   await traffic.close();
-  traffic = undefined;
+  suite.traffic = undefined;
   await cp.kubectl(['delete', 'groupchatcluster', CLUSTER, '-n', NAMESPACE, '--wait=true', '--timeout=60s']);
   const kinds = 'statefulsets,deployments,replicasets,pods,services,endpointslices,poddisruptionbudgets,configmaps,serviceaccounts,roles,rolebindings,leases,networkpolicies';
   const leftovers = await until('everything the cluster made to be gone', async () => {
@@ -140,5 +117,5 @@ test('helm install, chat, double the partitions and add replicas under traffic, 
   });
   expect(leftovers).toEqual([]);
   expect(agent.running().filter((p) => p.namespace === NAMESPACE)).toEqual([]);
-  passed = true;
+  suite.passed();
 }, 900_000);

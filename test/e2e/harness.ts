@@ -1,13 +1,16 @@
 // What the e2e suites share: a whole control plane with a node agent and a
 // volume provisioner (logs kept in an artifacts directory when a test fails),
-// waiting on a condition with a deadline, reading a GroupChatCluster, and
-// finding a Service's ready backends as clients do.
+// the jest lifecycle around it, waiting on a condition with a deadline,
+// reading and doubling a GroupChatCluster, and finding a Service's ready
+// backends as clients do.
+import { afterAll, beforeAll } from '@jest/globals';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { getJson } from '../envtest/support.js';
 import { runTool } from '../envtest/tools.js';
 import { builtImage } from '../support/image.js';
+import type { ChatTraffic } from './chat-traffic.js';
 import { startFullControlPlane, type FullControlPlane } from './control-plane.js';
 import { NodeAgent } from './node-agent.js';
 import { VolumeProvisioner } from './volume-provisioner.js';
@@ -46,6 +49,64 @@ export async function startEnvironment(): Promise<E2eEnvironment> {
       rmSync(workDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The namespaces and the cluster every e2e suite uses (a control plane of its own each). */
+export const NAMESPACE = 'chat';
+export const CLUSTER = 'chat';
+export const OPERATOR_NAMESPACE = 'groupchat-system';
+
+export interface E2eSuite {
+  /** The environment, once beforeAll has started it. */
+  readonly env: E2eEnvironment;
+  /** The suite's traffic, if any: closed after the tests, before the environment stops. */
+  traffic: ChatTraffic | undefined;
+  /** Says the test passed: its logs need not be kept. */
+  passed(): void;
+  /** The suite's GroupChatCluster as it is now. */
+  cluster(): Promise<ClusterObject>;
+  /** Merges `spec` into the cluster's spec (a doubling) and waits for the doubling to start; resolves with the epoch before it. */
+  startDoubling(spec: Record<string, unknown>): Promise<number>;
+  /** Waits for the doubling to complete: Stable at an epoch after `epochBefore`, and Ready; `onRead` sees every read. */
+  untilDoubled(what: string, epochBefore: number, timeoutMs: number, onRead?: (c: ClusterObject) => void): Promise<ClusterObject>;
+}
+
+/**
+ * The jest lifecycle of an e2e suite: the environment started before its
+ * tests and stopped after them, every process's log kept in `artifacts`
+ * unless the test said it passed.
+ */
+export function e2eSuite(artifacts: string): E2eSuite {
+  let env: E2eEnvironment | undefined;
+  let passed = false;
+  const suite: E2eSuite = {
+    get env() {
+      if (!env) throw new Error('the e2e environment did not start');
+      return env;
+    },
+    traffic: undefined,
+    passed: () => { passed = true; },
+    cluster: () => readCluster(suite.env.cp, NAMESPACE, CLUSTER),
+    async startDoubling(spec) {
+      const epochBefore = (await suite.cluster()).status!.epoch!;
+      await suite.env.cp.kubectl(['patch', 'groupchatcluster', CLUSTER, '-n', NAMESPACE, '--type=merge', '-p', JSON.stringify({ spec })]);
+      await until('the doubling to start', async () => (await suite.cluster()).status?.phase === 'Expanding', 30_000, 100);
+      return epochBefore;
+    },
+    untilDoubled: (what, epochBefore, timeoutMs, onRead) => until(what, async () => {
+      const c = await suite.cluster();
+      onRead?.(c);
+      return c.status?.phase === 'Stable' && (c.status?.epoch ?? 0) > epochBefore && isReady(c) && c;
+    }, timeoutMs, 100),
+  };
+  beforeAll(async () => {
+    env = await startEnvironment();
+  }, 180_000);
+  afterAll(async () => {
+    await suite.traffic?.close();
+    await env?.stop(passed, artifacts);
+  }, 120_000);
+  return suite;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
