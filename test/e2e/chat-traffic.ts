@@ -123,6 +123,43 @@ function descents(numbers: readonly number[]): number {
   return n;
 }
 
+/** What a member of the rooms received, as the room audit reads it. */
+export interface RoomMemberView {
+  rooms: readonly number[];
+  /** room → message numbers in arrival order */
+  received: ReadonlyMap<number, readonly number[]>;
+  /** room → room_seq of each delivery, in arrival order */
+  seqs: ReadonlyMap<number, readonly number[]>;
+  /** Copies the SDK dropped by message id: each was still delivered twice. */
+  duplicatesDropped: number;
+}
+
+/**
+ * The room ledger's verdict: every acked message with every member once, in
+ * the acks' order. Copies the SDK's filter dropped count as duplicates too:
+ * the filter hides them from the app, not from the contract.
+ */
+export function auditRooms(acked: ReadonlyMap<number, readonly number[]>, members: readonly RoomMemberView[]) {
+  let lost = 0;
+  let duplicated = 0;
+  let reordered = 0;
+  let seqBreaks = 0;
+  const sdkDeduplicated = members.reduce((n, m) => n + m.duplicatesDropped, 0);
+  for (const member of members) {
+    for (const room of member.rooms) {
+      seqBreaks += breaks(member.seqs.get(room) ?? []);
+      const got = member.received.get(room) ?? [];
+      const unique = new Set(got);
+      duplicated += got.length - unique.size;
+      for (const n of acked.get(room) ?? []) if (!unique.has(n)) lost++;
+      // Acks define the room's order (one message in flight per room): a
+      // member must see the numbers rising.
+      reordered += descents(got);
+    }
+  }
+  return { lost, duplicated: duplicated + sdkDeduplicated, reordered, seqBreaks, sdkDeduplicated };
+}
+
 export class ChatTraffic {
   private users: UserState[] = [];
   private publisher!: Publisher;
@@ -309,26 +346,9 @@ export class ChatTraffic {
   }
 
   audit(): TrafficReport {
-    let lost = 0;
-    let duplicated = 0;
-    let reordered = 0;
-    let seqBreaks = 0;
-    const sdkDeduplicated = this.users.reduce((n, u) => n + u.client.duplicatesDropped, 0);
-    for (const user of this.users) {
-      for (const room of user.rooms) {
-        seqBreaks += breaks(user.seqs.get(room) ?? []);
-        const got = user.received.get(room) ?? [];
-        const unique = new Set(got);
-        duplicated += got.length - unique.size;
-        for (const n of this.acked.get(room) ?? []) if (!unique.has(n)) lost++;
-        // Acks define the room's order (one message in flight per room): a
-        // member must see the numbers rising.
-        reordered += descents(got);
-      }
-    }
+    const rooms = auditRooms(this.acked, this.users.map((u) => ({ ...u, duplicatesDropped: u.client.duplicatesDropped })));
     return {
-      sent: this.sent, failed: this.failed, expected: this.expected, delivered: this.delivered,
-      lost, duplicated: duplicated + sdkDeduplicated, reordered, seqBreaks, retries: this.retries, sdkDeduplicated,
+      sent: this.sent, failed: this.failed, expected: this.expected, delivered: this.delivered, ...rooms, retries: this.retries,
       durationMs: (this.stoppedAt || Date.now()) - this.startedAt,
       directs: this.auditDirects(),
     };
