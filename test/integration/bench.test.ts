@@ -61,6 +61,11 @@ function expectReportShape(r: SystemReport): void {
   expect(Object.keys(r.latencyMs).sort()).toEqual(['count', 'max', 'p50', 'p99']);
   expect(Object.keys(r.rssMbPerRole).length).toBeGreaterThan(0);
   for (const mb of Object.values(r.rssMbPerRole)) expect(mb).toBeGreaterThan(0);
+  // Proportional memory: some for every role, and less in all than RSS, which counts shared pages in every process.
+  const total = (mb: Record<string, number>) => Object.values(mb).reduce((a, b) => a + b, 0);
+  expect(Object.keys(r.pssMbPerRole).sort()).toEqual(Object.keys(r.rssMbPerRole).sort());
+  for (const mb of Object.values(r.pssMbPerRole)) expect(mb).toBeGreaterThan(0);
+  expect(total(r.pssMbPerRole)).toBeLessThan(total(r.rssMbPerRole));
   // Every load process's CPU over the measured phase, for every system.
   expect(r.loadCpu.map((p) => p.name)).toEqual(expect.arrayContaining(['users-0', 'users-1']));
   for (const p of r.loadCpu) expect(p.cpuSeconds).toBeGreaterThan(0);
@@ -84,7 +89,7 @@ describe('the message schedule', () => {
 
   const base = {
     scenario: 'fanout', published: 10, failed: 0, expected: 80, delivered: 80, lost: 0, duplicated: 0, reordered: 0, publishPerSec: 100,
-    latencyMs: { p50: 1, p99: 2, max: 3, count: 80 }, rssMbPerRole: { gateway: 50 }, processesPerRole: { gateway: 2 }, cpuSecondsPerRole: {},
+    latencyMs: { p50: 1, p99: 2, max: 3, count: 80 }, rssMbPerRole: { gateway: 50 }, pssMbPerRole: { gateway: 30 }, processesPerRole: { gateway: 2 }, cpuSecondsPerRole: {},
     loadCpu: [{ name: 'users-0', cpuSeconds: 1, coreShare: 0.5 }], publishSeconds: 1, notes: [],
   };
 

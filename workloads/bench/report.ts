@@ -32,6 +32,7 @@ export const FIGURES: Figure[] = [
   { label: 'bytesPerConnection', value: (r) => r.bytesPerConnection, better: 'lower' },
   { label: 'server CPU µs per unit', value: (r) => r.serverCpuUsPerUnit, better: 'lower' },
   { label: 'RSS MB (all roles)', value: (r) => round1(Object.values(r.rssMbPerRole).reduce((a, b) => a + b, 0)), better: 'lower' },
+  { label: 'PSS MB (all roles, at the end)', value: (r) => round1(Object.values(r.pssMbPerRole).reduce((a, b) => a + b, 0)), better: 'lower' },
 ];
 
 function round1(n: number): number {

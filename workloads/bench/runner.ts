@@ -9,7 +9,7 @@ import {
   type FromWorker, type LatencySummary, type PublishedSummary, type SystemName, type ToWorker, type UserSpec,
 } from './common.js';
 import type { Plan, PlannedUser } from './scenarios.js';
-import { cpuSeconds, openFilesLimit, rssBytes, startSystem, type SystemHandle, type SystemProcess } from './systems.js';
+import { cpuSeconds, openFilesLimit, pssBytes, rssBytes, startSystem, type SystemHandle, type SystemProcess } from './systems.js';
 
 export interface RunOptions {
   durationSec: number;
@@ -44,6 +44,8 @@ export interface SystemReport {
   ackLatencyMs?: LatencySummary;
   /** Peak resident memory during the run, summed over the processes of each role. */
   rssMbPerRole: Record<string, number>;
+  /** Proportional memory at the end of the run (shared pages divided among the processes that map them), summed per role. */
+  pssMbPerRole: Record<string, number>;
   processesPerRole: Record<string, number>;
   /** CPU seconds used per role (and by the bench's own load workers) while publishing and draining, or connecting. */
   cpuSecondsPerRole: Record<string, number>;
@@ -202,7 +204,7 @@ class RssSampler {
       if (!seen || bytes > seen.bytes) this.peak.set(p.pid, { role: p.role, bytes });
     }
   }
-  stop(): { rssMbPerRole: Record<string, number>; processesPerRole: Record<string, number> } {
+  stop(): { rssMbPerRole: Record<string, number>; pssMbPerRole: Record<string, number>; processesPerRole: Record<string, number> } {
     clearInterval(this.timer);
     this.sample();
     const rss: Record<string, number> = {};
@@ -211,8 +213,11 @@ class RssSampler {
       rss[role] = (rss[role] ?? 0) + bytes / (1 << 20);
       count[role] = (count[role] ?? 0) + 1;
     }
-    for (const role of Object.keys(rss)) rss[role] = Math.round(rss[role]! * 10) / 10;
-    return { rssMbPerRole: rss, processesPerRole: count };
+    // Read once, at the end: smaps_rollup walks every mapping, too costly to sample beside the load.
+    const pss: Record<string, number> = {};
+    for (const p of this.system.processes()) pss[p.role] = (pss[p.role] ?? 0) + pssBytes(p.pid) / (1 << 20);
+    const rounded = (mb: Record<string, number>) => Object.fromEntries(Object.entries(mb).map(([role, v]) => [role, Math.round(v * 10) / 10]));
+    return { rssMbPerRole: rounded(rss), pssMbPerRole: rounded(pss), processesPerRole: count };
   }
 }
 
@@ -274,7 +279,7 @@ export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions
   }
 }
 
-type DriveResult = Omit<SystemReport, 'rssMbPerRole' | 'processesPerRole' | 'cpuSecondsPerRole' | 'loadCpu' | 'notes'>;
+type DriveResult = Omit<SystemReport, 'rssMbPerRole' | 'pssMbPerRole' | 'processesPerRole' | 'cpuSecondsPerRole' | 'loadCpu' | 'notes'>;
 
 async function connectAll(
   system: SystemHandle, users: PlannedUser[], workers: LoadWorker[], o: RunOptions, view: ProgressView, storm: boolean, label: string,

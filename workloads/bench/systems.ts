@@ -51,6 +51,22 @@ export function rssBytes(pid: number): number {
   }
 }
 
+/**
+ * Proportional set size of a process in bytes, or 0 if it is gone: its
+ * private pages plus its share of pages mapped by several processes. Every
+ * Node.js process maps the same binary and libraries, which RSS counts whole
+ * in each; summed over a system's processes, PSS is what the machine spends.
+ */
+export function pssBytes(pid: number): number {
+  try {
+    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const match = /^Pss:\s+(\d+) kB/m.exec(rollup);
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU time (user + system) a process has used, in seconds, or 0 if it is gone. */
 export function cpuSeconds(pid: number): number {
   try {
