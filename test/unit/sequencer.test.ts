@@ -69,6 +69,25 @@ test('numbers each room consecutively, appends a turn as one entry, acks after c
   await kv.close();
 });
 
+test('while an entry is in flight, later turns wait and go out together in the next entry once it applies', async () => {
+  const { log, sequencer, commit, kv } = await setup();
+  const acks: number[] = [];
+  sequencer.publish(publish(1, 1), (s) => acks.push(s));
+  await turn();
+  expect(log.entries).toHaveLength(1);
+  for (let i = 2; i <= 4; i++) {
+    sequencer.publish(publish(1, i), (s) => acks.push(s));
+    await turn(); // three turns while the first entry is uncommitted
+  }
+  expect(log.entries).toHaveLength(1);
+  await commit();
+  await turn();
+  expect(log.entries.map((e) => decodeBatch(e.data).messages.map((m) => toNumber(m.roomSeq)))).toEqual([[1], [2, 3, 4]]);
+  await commit();
+  expect(acks).toEqual([0, 0, 0, 0]);
+  await kv.close();
+});
+
 test('a duplicate is never numbered twice, before or after its commit', async () => {
   const { log, sequencer, commit, kv } = await setup();
   const acks: number[] = [];
@@ -96,6 +115,8 @@ test('without its lease a leader numbers nothing; with it back it continues afte
   sequencer.checkReady();
   sequencer.publish(publish(1, 2), (s) => acks.push(s));
   sequencer.publish(publish(1, 1), (s) => acks.push(s)); // the retry of the first: waits for its entry, not renumbered
+  await turn();
+  await commit(); // the first entry: the second message waited for it to apply
   await turn();
   await commit();
   expect(acks.slice(2).sort()).toEqual([0, 0]);

@@ -26,6 +26,14 @@ const MAX_BATCH_MESSAGES = 512;
 const MAX_BATCH_BYTES = 256 * 1024;
 /** A RoomDelivery's encoding beyond its payload, about (ids, seq, times, tags). */
 const DELIVERY_OVERHEAD_BYTES = 48;
+/**
+ * Log entries this leader keeps appended and not yet applied, at most: what
+ * is published meanwhile waits and goes into the next entry together. At a
+ * moderate rate this makes one entry (a write, an fsync and a round trip on
+ * every replica) carry the messages of a whole commit round instead of one
+ * turn's; the wait is bounded by the commit of the entries in flight.
+ */
+const MAX_ENTRIES_IN_FLIGHT = 1;
 /** Entries applied this recently as a follower are fanned out again by a new leader: their fan-out may have died with the old one. */
 const REFANOUT_WINDOW_MS = 3000;
 
@@ -130,10 +138,14 @@ export class Sequencer {
     const known: Known = { phase: 'proposed', waiters: [ack], delivery };
     this.known.set(publish.roomId, senderId, messageId.high, messageId.low, known);
     this.turn.push({ delivery, encoded: peer.RoomDelivery.encode(delivery).finish(), known });
-    if (!this.turnScheduled) {
-      this.turnScheduled = true;
-      setImmediate(() => this.proposeTurn());
-    }
+    this.scheduleTurn();
+  }
+
+  /** Proposes the turn's messages at the end of the event-loop turn, unless enough entries are in flight (then when one applies). */
+  private scheduleTurn(): void {
+    if (this.turnScheduled || this.turn.length === 0 || this.proposed.size >= MAX_ENTRIES_IN_FLIGHT) return;
+    this.turnScheduled = true;
+    setImmediate(() => this.proposeTurn());
   }
 
   /**
@@ -176,6 +188,7 @@ export class Sequencer {
     }
     this.trimRecent();
     this.checkReady();
+    this.scheduleTurn();
   }
 
   /**
