@@ -129,12 +129,21 @@ $(CENTRIFUGO):
 	  github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)
 	$@ version | grep -F ' $(CENTRIFUGO_VERSION) '
 
-# Every scenario side by side with Socket.IO + Redis and Centrifugo; reports in bench-results/.
+# Every scenario side by side with Socket.IO + Redis and Centrifugo, the
+# fan-out floor of this machine and fan-out at half of groupchat's maximum
+# rate, all in one run; bench-results/targets.md checks the performance
+# targets against these reports.
 BENCH_DURATION ?= 10
+BENCH = $(NODE) dist/workloads/cli/main.js bench --duration $(BENCH_DURATION) --compare socketio,centrifugo
 bench: build redis centrifugo
-	for s in fanout broadcast direct connect idle ingest; do \
-	  $(NODE) dist/workloads/cli/main.js bench --scenario $$s --duration $(BENCH_DURATION) --compare socketio,centrifugo --json bench-results/$$s.json || exit 1; \
+	mkdir -p bench-results
+	$(NODE) scripts/bench-floor.mjs --mode raw --duration $(BENCH_DURATION) --json bench-results/floor.json
+	for s in fanout broadcast direct connect ingest; do \
+	  $(BENCH) --scenario $$s --json bench-results/$$s.json || exit 1; \
 	done
+	$(BENCH) --scenario fanout --half-of bench-results/fanout.json --json bench-results/fanout-half.json
+	$(BENCH) --scenario idle --users 50000 --json bench-results/idle.json
+	$(NODE) dist/workloads/cli/main.js bench-targets bench-results
 
 clean:
 	rm -rf dist workloads/protocol/generated

@@ -35,9 +35,12 @@ interface BenchDocument {
   warnings: string[];
 }
 
-function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs the bench; with openFiles, under that open-files limit (soft and hard), as on a machine that allows fewer. */
+function bench(args: string[], openFiles?: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, 'bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const command = [process.execPath, CLI, 'bench', ...args];
+    const child = openFiles ? spawn('prlimit', [`--nofile=${openFiles}:${openFiles}`, ...command], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => { stdout += c; });
@@ -46,9 +49,9 @@ function bench(args: string[]): Promise<{ code: number | null; stdout: string; s
   });
 }
 
-async function run(name: string, args: string[]): Promise<BenchDocument> {
+async function run(name: string, args: string[], openFiles?: number): Promise<BenchDocument> {
   const json = join(dir, `${name}.json`);
-  const result = await bench([...args, '--json', json]);
+  const result = await bench([...args, '--json', json], openFiles);
   if (result.code !== 0) throw new Error(`bench ${args.join(' ')} exited ${result.code}:\n${result.stderr}\n${result.stdout}`);
   expect(result.stdout).toContain('figure');
   return JSON.parse(readFileSync(json, 'utf8')) as BenchDocument;
@@ -209,6 +212,17 @@ describe('groupchat bench', () => {
       expect(r.connections).toBe(400);
       expect(typeof r.bytesPerConnection).toBe('number');
     }
+  });
+
+  test('idle: more connections than one process may hold are spread over as many gateways (Socket.IO servers) as the open-files limit needs', async () => {
+    requireRedis();
+    // 1,000 files per process: about 400 connections per gateway, so 700 (and 100 warm-up) need two.
+    const doc = await run('idle-spread', ['--scenario', 'idle', '--users', '700', '--compare', 'socketio'], 1000);
+    const [ours, socketio] = doc.systems;
+    for (const r of doc.systems) expect(r.connections).toBe(700);
+    expect(ours!.notes).toEqual(expect.arrayContaining([expect.stringMatching(/^gateway-0, gateway-1: RSS .* after 700 connections$/)]));
+    expect(socketio!.notes).toEqual(expect.arrayContaining([expect.stringMatching(/^socketio-0, socketio-1: RSS .* after 700 connections$/)]));
+    expect(ours!.notes).toContain('700 connections over 2 gateways: the open-files limit here is 1000 (hard 1000) per process');
   });
 
   test('ingest: pipelined publishes through one proxy are all acknowledged', async () => {

@@ -4,13 +4,14 @@
 // JSON report and an SVG chart beside it.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { ScenarioName, SystemName } from './common.js';
 import { PEERS, type PeerName } from './peers.js';
 import type { RunOptions, SystemReport } from './runner.js';
 import { DEFAULT_USERS, plan } from './scenarios.js';
 import { openFilesLimit } from './systems.js';
+import { evaluateTargets, readBenchDocument, readTargetInputs, TARGET_REPORTS, targetsMarkdown, type BenchDocument, type TargetInputs } from './targets.js';
 
 // Every role process runs the same CLI: the bench's heavier modules (the
 // histogram library, the progress bar, the runner) load only when it runs.
@@ -69,7 +70,46 @@ function raiseOpenFiles(): { soft: number; hard: number } {
   return openFilesLimit();
 }
 
+function fail(message: string): never {
+  process.stderr.write(`groupchat bench: ${message}\n`);
+  process.exit(2);
+}
+
+/** Half of groupchat's acknowledged publishes per second in an earlier report of the same scenario. */
+function halfRate(path: string, scenario: ScenarioName): number {
+  let report: BenchDocument;
+  try {
+    report = readBenchDocument(path);
+  } catch (err) {
+    fail(`--half-of: ${(err as Error).message}`);
+  }
+  if (report.scenario !== scenario) fail(`--half-of: ${path} is a ${report.scenario} report, not ${scenario}`);
+  const ours = report.systems.find((s) => s.system === 'groupchat');
+  if (!ours || !(ours.publishPerSec > 0)) fail(`--half-of: ${path} has no groupchat publish rate`);
+  return Math.max(1, Math.floor(ours.publishPerSec / 2));
+}
+
 export function registerBenchCommand(program: Command): void {
+  program.command('bench-targets')
+    .description('check the performance targets against the reports of one `make bench` run (floor.json, fanout.json, fanout-half.json, ...); writes targets.md beside them')
+    .argument('<dir>', 'the folder of the reports')
+    .action((dir: string) => {
+      let inputs: TargetInputs;
+      try {
+        inputs = readTargetInputs(dir);
+      } catch (err) {
+        process.stderr.write(`groupchat bench-targets: ${(err as Error).message}\n`);
+        process.exit(2);
+      }
+      if (Object.keys(inputs).length === 0) {
+        process.stderr.write(`groupchat bench-targets: no reports in ${dir} (expected ${TARGET_REPORTS.map((r) => `${r}.json`).join(', ')})\n`);
+        process.exit(2);
+      }
+      const markdown = targetsMarkdown(evaluateTargets(inputs));
+      writeFileSync(join(dir, 'targets.md'), markdown);
+      process.stdout.write(`${markdown}written: ${join(dir, 'targets.md')}\n`);
+    });
+
   program.command('bench')
     .description('benchmark a scenario on a local groupchat, optionally side by side with Socket.IO + Redis and Centrifugo')
     .requiredOption('--scenario <name>', `one of ${SCENARIOS.join(', ')}`, (v: string) => {
@@ -83,6 +123,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--users <n>', 'users (connect, idle: connections); default per scenario', whole(1, 1_000_000))
     .option('--room-size <n>', 'members per room (fanout)', whole(2, 100_000), 8)
     .option('--rate <msgs/s|max>', 'total publish rate; max: as fast as the in-flight window allows', rateOption, null)
+    .option('--half-of <report.json>', "publish at half of groupchat's publishPerSec in that report (the moderate-load run; instead of --rate)")
     .option('--payload <bytes>', 'message payload size', whole(12, 65_536), 100)
     .option('--publishers <n>', 'publisher processes (default 1; ingest 2)', whole(1, 16))
     .option('--workers <n>', 'processes holding the users', whole(1, 32), 2)
@@ -104,20 +145,24 @@ export function registerBenchCommand(program: Command): void {
       });
       const { chartSvg, formatTable, loadWarnings, machine, ratios } = await import('./report.js');
       const scenario = opts.scenario as ScenarioName;
-      const limit = raiseOpenFiles();
-      let users: number = opts.users ?? DEFAULT_USERS[scenario];
-      const notes: string[] = [];
-      if (scenario === 'idle' && users + 600 > limit.soft) {
-        const capped = Math.max(100, limit.soft - 600);
-        notes.push(`--users ${users} capped to ${capped}: the open-files limit here is ${limit.soft} (hard ${limit.hard}) per process and one gateway holds every connection`);
-        users = capped;
+      if (opts.halfOf !== undefined) {
+        if (opts.rate !== null) fail('--half-of and --rate both set the rate: give one');
+        opts.rate = halfRate(String(opts.halfOf), scenario);
       }
-      const thePlan = plan(scenario, { users, roomSize: opts.roomSize, gateways: 2, ...(opts.splitThreshold ? { splitThreshold: opts.splitThreshold } : {}) });
+      const limit = raiseOpenFiles();
+      const users: number = opts.users ?? DEFAULT_USERS[scenario];
+      const notes: string[] = [];
+      // idle: as many gateways as the open-files limit needs (one process holds at most its limit, less some for its own files).
+      const gateways = scenario === 'idle' ? Math.max(1, Math.ceil((users + 100) / Math.max(100, limit.soft - 600))) : 2;
+      if (scenario === 'idle' && gateways > 1) {
+        notes.push(`${users} connections over ${gateways} gateways: the open-files limit here is ${limit.soft} (hard ${limit.hard}) per process`);
+      }
+      const thePlan = plan(scenario, { users, roomSize: opts.roomSize, gateways, ...(opts.splitThreshold ? { splitThreshold: opts.splitThreshold } : {}) });
       const run: RunOptions = {
         durationSec: opts.duration, rate: opts.rate, payloadBytes: opts.payload,
         publishers: opts.publishers ?? (scenario === 'ingest' ? 2 : 1), workers: opts.workers,
         window: opts.window ?? defaultWindow(scenario, thePlan.users.length, thePlan.publishRooms.length), maxMessages: opts.maxMessages,
-        concurrency: opts.concurrency, gateways: 2, raw: (opts.driver ?? (scenario === 'ingest' ? 'raw' : 'sdk')) === 'raw',
+        concurrency: opts.concurrency, gateways, raw: (opts.driver ?? (scenario === 'ingest' ? 'raw' : 'sdk')) === 'raw',
       };
       const systems: SystemName[] = ['groupchat', ...((opts.compare as PeerName[] | undefined) ?? [])];
       process.stderr.write(`bench ${scenario}: ${thePlan.describe}\n`);

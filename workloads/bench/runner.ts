@@ -59,6 +59,8 @@ export interface SystemReport {
   publishSeconds: number;
   /** groupchat: proposal-to-commit latency of the room logs (bucket upper bounds), ms. */
   commitLatencyMs?: { p50: number; p99: number; max: number; count: number };
+  /** Memory of the system's processes once started, before any load: the largest process by PSS, and the largest RSS. */
+  idleProcessMb?: { process: string; largestPss: number; largestRss: number };
   notes: string[];
 }
 
@@ -165,9 +167,15 @@ class RssSampler {
   private loadUsed: LoadProcessCpu[] = [];
   /** The bench's own processes, counted for CPU only. */
   extra: SystemProcess[] = [];
+  /** Taken before any load: the system's processes idle. */
+  readonly idle: { process: string; largestPss: number; largestRss: number };
   constructor(private readonly system: SystemHandle) {
     this.sample();
     this.timer = setInterval(() => this.sample(), 500);
+    const mb = (bytes: number) => Math.round(bytes / (1 << 20) * 10) / 10;
+    const measured = system.processes().map((p) => ({ name: p.name, pss: pssBytes(p.pid), rss: rssBytes(p.pid) }));
+    const largest = measured.reduce((a, b) => (b.pss > a.pss ? b : a), { name: '', pss: 0, rss: 0 });
+    this.idle = { process: largest.name, largestPss: mb(largest.pss), largestRss: mb(Math.max(0, ...measured.map((m) => m.rss))) };
   }
   /** Starts the CPU window. */
   markStart(): void {
@@ -268,7 +276,7 @@ export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions
       const serverCpu = Object.entries(cpu).filter(([role]) => !role.startsWith('bench-')).reduce((n, [, s]) => n + s, 0);
       const perUnit = (count: number) => (count > 0 ? Math.round((serverCpu * 1e6 / count) * 10) / 10 : undefined);
       const units = report.delivered || (report.published - report.failed) || (report.connections ?? 0);
-      return { ...report, ...mem, cpuSecondsPerRole: cpu, loadCpu: rss.loadCpu, serverCpuUsPerUnit: perUnit(units), ...(commitLatencyMs ? { commitLatencyMs } : {}), notes };
+      return { ...report, ...mem, cpuSecondsPerRole: cpu, loadCpu: rss.loadCpu, serverCpuUsPerUnit: perUnit(units), ...(commitLatencyMs ? { commitLatencyMs } : {}), idleProcessMb: rss.idle, notes };
     } finally {
       await Promise.all(all.map((w) => w.exit()));
     }
@@ -279,7 +287,7 @@ export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions
   }
 }
 
-type DriveResult = Omit<SystemReport, 'rssMbPerRole' | 'pssMbPerRole' | 'processesPerRole' | 'cpuSecondsPerRole' | 'loadCpu' | 'notes'>;
+type DriveResult = Omit<SystemReport, 'rssMbPerRole' | 'pssMbPerRole' | 'processesPerRole' | 'cpuSecondsPerRole' | 'loadCpu' | 'idleProcessMb' | 'notes'>;
 
 async function connectAll(
   system: SystemHandle, users: PlannedUser[], workers: LoadWorker[], o: RunOptions, view: ProgressView, storm: boolean, label: string,
@@ -329,19 +337,21 @@ async function drive(
   }
 
   if (p.scenario === 'idle') {
-    const pid = system.processes().find((x) => x.name === system.firstUserServer)!.pid;
+    // Every process users connect to: the connections are spread over as many as the open-files limit needs.
+    const servers = system.processes().filter((x) => system.userServers.includes(x.name));
+    const rssOfServers = () => sum(servers.map((x) => rssBytes(x.pid)));
     await connectAll(system, p.warmupUsers, workers.slice(0, 1), o, view, true, 'warm-up connections');
     await sleep(1000);
-    const before = rssBytes(pid);
+    const before = rssOfServers();
     rss.markStart();
     const c = await connectAll(system, p.users, workers, o, view, true, 'idle connections');
     rss.markEnd();
     if (c.failed) notes.push(`${c.failed} connections failed: ${c.errors.join('; ')}`);
     view.phase(system.name, 'settling', 3);
     for (let i = 1; i <= 3; i++) { await sleep(1000); view.update(i); }
-    const after = rssBytes(pid);
+    const after = rssOfServers();
     const seconds = (c.lastDoneUs - c.firstStartUs) / 1e6;
-    notes.push(`${system.firstUserServer} RSS ${(before / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after ${c.connected} connections`);
+    notes.push(`${servers.map((x) => x.name).join(', ')}: RSS ${(before / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after ${c.connected} connections`);
     await Promise.all(workers.map(async (w) => { w.send({ type: 'closeUsers' }); await w.next('closed'); }));
     return {
       ...base, latencyMs: c.latency, connections: c.connected, connectionsPerSec: Math.round(c.connected / seconds),

@@ -77,12 +77,12 @@ export function plan(scenario: ScenarioName, o: PlanOptions): Plan {
         describe: `${o.users} clients connect, log in and join one of 100 rooms as fast as the system lets them`,
       };
     case 'idle': {
-      // Everyone on gateway 0; the first 100 connections warm it up and are not counted.
-      const warmupUsers = range(0, 100).map((i) => ({ id: idOf(i), rooms: [ROOM_BASE + (i % 100)], gateway: 0 }));
-      for (let i = 100; i < 100 + o.users; i++) users.push({ id: idOf(i), rooms: [ROOM_BASE + (i % 100)], gateway: 0 });
+      // Spread over the gateways in turn; the first 100 connections warm the gateways up and are not counted.
+      const warmupUsers = range(0, 100).map((i) => ({ id: idOf(i), rooms: [ROOM_BASE + (i % 100)], gateway: i % o.gateways }));
+      for (let i = 100; i < 100 + o.users; i++) users.push({ id: idOf(i), rooms: [ROOM_BASE + (i % 100)], gateway: i % o.gateways });
       return {
         scenario, users, publishRooms: [], splitThreshold: o.splitThreshold ?? 1000, warmupUsers, direct: null,
-        describe: `${o.users} idle connections (logged in, one of 100 rooms joined) on one gateway, after 100 warm-up connections`,
+        describe: `${o.users} idle connections (logged in, one of 100 rooms joined) over ${o.gateways === 1 ? 'one gateway' : `${o.gateways} gateways`}, after 100 warm-up connections`,
       };
     }
     case 'ingest':

@@ -23,7 +23,8 @@ export interface SystemHandle {
   publishTargets: string[];
   processes(): SystemProcess[];
   /** The process that holds the users of gateway 0 (idle measures its memory). */
-  firstUserServer: string;
+  /** The processes users connect to (gateways, Socket.IO servers, Centrifugo nodes), by name, in userUrls' order. */
+  userServers: string[];
   /** Centrifugo: what its clients sign tokens with and publish with. */
   access?: CentrifugoAccess;
   /** groupchat: proposal-to-commit latency of the room logs over the run, from the brokers' histograms. */
@@ -109,7 +110,7 @@ export async function startGroupchat(o: SystemOptions): Promise<SystemHandle> {
     userUrls: ready.gateways,
     publishTargets: ready.proxies,
     processes: () => cluster.status().processes.flatMap((p) => (p.pid ? [{ role: p.role, name: p.name, pid: p.pid }] : [])),
-    firstUserServer: 'gateway-0',
+    userServers: ready.gateways.map((_, i) => `gateway-${i}`),
     commitLatencyMs: async () => {
       const brokers = cluster.registry.members().filter((m) => m.role === 'broker' && m.httpAddress);
       const texts = await Promise.all(brokers.map(async (m) => (await fetch(`http://${m.httpAddress}/metrics`)).text()));
@@ -204,7 +205,7 @@ export async function startSocketIo(o: SystemOptions): Promise<SystemHandle> {
       userUrls: urls,
       publishTargets: urls,
       processes: () => [redis.process, ...servers.map((s, i) => ({ role: 'socketio', name: `socketio-${i}`, pid: s.child.pid! }))],
-      firstUserServer: 'socketio-0',
+      userServers: servers.map((_, i) => `socketio-${i}`),
       stop: () => children.stop(),
     };
   } catch (err) {
@@ -267,7 +268,7 @@ export async function startCentrifugo(o: SystemOptions): Promise<SystemHandle> {
       userUrls: nodes.map((n) => `ws://127.0.0.1:${n.port}/connection/websocket`),
       publishTargets: nodes.map((n) => `http://127.0.0.1:${n.port}/api`),
       processes: () => [redis.process, ...nodes.map((n, i) => ({ role: 'centrifugo', name: `centrifugo-${i}`, pid: n.child.pid! }))],
-      firstUserServer: 'centrifugo-0',
+      userServers: nodes.map((_, i) => `centrifugo-${i}`),
       access,
       stop: async () => {
         await children.stop();
