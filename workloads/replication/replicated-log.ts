@@ -196,32 +196,46 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
     this.drain();
   }
 
-  /** Takes the core's output and carries it out in order: write, fsync, then send and apply. */
+  /**
+   * Takes the core's output and carries it out in order: write, fsync, then
+   * send and announce what applied. The state machine applies committed
+   * entries here, as the core hands them out, and their writes go in the
+   * same RocksDB batch as the output's log writes: a follower that gets
+   * entry N+1 with the commit of N writes both at once. Only log writes
+   * (entries, hard state, snapshots) wait for an fsync; what the state
+   * machine writes is rebuilt from the log after a crash.
+   */
   private drain(): void {
     const output = this.raft.take();
     this.noteLeadership();
     if (isEmpty(output)) return;
-    const writes = this.logWrites(output);
-    const durable = writes.length === 0 ? Promise.resolve() : this.o.kv.write(writes).then(() => this.syncer?.sync());
+    const logWrites = this.logWrites(output);
+    const applyWrites = output.committed.length > 0 ? this.applyWrites(output.committed) : [];
+    let durable: Promise<void> = Promise.resolve();
+    if (logWrites.length > 0) durable = this.o.kv.write([...logWrites, ...applyWrites]).then(() => this.syncer?.sync());
+    else if (applyWrites.length > 0) this.o.kv.write(applyWrites).catch((err: Error) => this.fail(err));
     this.tail = Promise.all([this.tail, durable]).then(() => {
       if (this.closed) return;
       for (const message of output.messages) this.o.send(message);
-      if (output.committed.length > 0) this.applyCommitted(output.committed);
+      if (output.committed.length > 0) this.announceApplied(output.committed);
     }).catch((err: Error) => this.fail(err));
   }
 
-  private applyCommitted(entries: Entry[]): void {
+  /** The state machine's writes for committed entries, and how far it got. */
+  private applyWrites(entries: Entry[]): KvWrite[] {
+    const appliedAt = Buffer.alloc(8);
+    appliedAt.writeBigUInt64BE(BigInt(entries[entries.length - 1]!.index));
+    return [...this.o.stateMachine.apply(entries), { key: keys(this.o.name).meta(APPLIED), value: appliedAt }];
+  }
+
+  private announceApplied(entries: Entry[]): void {
     const now = performance.now();
     for (const e of entries) {
       const at = this.proposedAt.get(e.index);
       if (at !== undefined) { commitLatency.observe((now - at) / 1000); this.proposedAt.delete(e.index); }
     }
     const last = entries[entries.length - 1]!.index;
-    const appliedAt = Buffer.alloc(8);
-    appliedAt.writeBigUInt64BE(BigInt(last));
-    const writes = [...this.o.stateMachine.apply(entries), { key: keys(this.o.name).meta(APPLIED), value: appliedAt }];
     this.machineApplied = last;
-    this.o.kv.write(writes).catch((err: Error) => this.fail(err));
     lagGauge.set({ log: this.o.name }, this.raft.lastIndex - last);
     this.emit('applied', entries);
   }
