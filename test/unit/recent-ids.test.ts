@@ -14,8 +14,9 @@ const opArb = fc.oneof(
 
 describe('RecentIds', () => {
   test('behaves like an insertion-ordered map that evicts its oldest key', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 24 }), fc.array(opArb, { maxLength: 400 }), (capacity, ops) => {
-      const table = new RecentIds<number>(capacity);
+    // initial below capacity: the table grows (and rehashes what it holds, oldest first) as keys arrive.
+    fc.assert(fc.property(fc.integer({ min: 1, max: 24 }), fc.integer({ min: 1, max: 24 }), fc.array(opArb, { maxLength: 400 }), (capacity, initial, ops) => {
+      const table = new RecentIds<number>(capacity, initial);
       const model = new Map<string, number>();
       for (const step of ops) {
         const id = step.key.join('/');
@@ -33,6 +34,17 @@ describe('RecentIds', () => {
         expect(table.get(r, a, b, c)).toBe(value);
       }
     }), { numRuns: 2000 });
+  });
+
+  test('starts small and doubles as keys arrive, never beyond its capacity', () => {
+    const table = new RecentIds<number>(200_000);
+    expect(table.allocated).toBe(1024);
+    for (let i = 0; i < 5000; i++) table.set(1, 2, 0, i, i);
+    expect(table.allocated).toBe(8192);
+    for (let i = 5000; i < 300_000; i++) table.set(1, 2, 0, i, i);
+    expect({ allocated: table.allocated, size: table.size, oldest: table.get(1, 2, 0, 99_999), newest: table.get(1, 2, 0, 299_999) })
+      .toEqual({ allocated: 200_000, size: 200_000, oldest: undefined, newest: 299_999 });
+    expect(table.get(1, 2, 0, 100_000)).toBe(100_000);
   });
 
   test('holds 32-bit words exactly, including the top bit', () => {
