@@ -101,6 +101,20 @@ test('a write is done once a majority has it and the leader applied it; a replic
   }
 });
 
+test('the calls of one event-loop turn are one log entry, up to 256 KiB of ops; each call settles with it', async () => {
+  partition = new Partition();
+  for (const v of VOTERS) await partition.start(v);
+  const leader = await partition.leader();
+  let before = leader.appliedIndex;
+  await Promise.all([1, 2, 3].map((i) => leader.propose([{ key: key(i), value: Buffer.from(`v${i}`) }])));
+  expect(leader.appliedIndex - before).toBe(1);
+  expect(await all(leader)).toEqual(['k0001=v1', 'k0002=v2', 'k0003=v3']);
+  before = leader.appliedIndex;
+  const large = Buffer.alloc(100 * 1024, 1);
+  await Promise.all([4, 5, 6].map((i) => leader.propose([{ key: key(i), value: large }])));
+  expect(leader.appliedIndex - before).toBe(2); // 200 KiB, then a third that would pass 256 KiB
+});
+
 test('a replica whose data directory was wiped, behind a compacted log, copies the data while writes go on and ends with exactly the leader\'s', async () => {
   partition = new Partition({ maxEntries: 40, maxBytes: 1 << 20, keepEntries: 10, keepBytes: 1 << 20, intervalMs: 50 }, 5);
   for (const v of VOTERS) await partition.start(v);

@@ -100,12 +100,24 @@ class StoreStateMachine implements LogStateMachine {
 }
 
 interface Waiter { term: number; resolve: () => void; reject: (err: Error) => void }
+interface Caller { resolve: () => void; reject: (err: Error) => void }
+
+/**
+ * Bytes of ops per log entry, beyond which the next call's ops start another
+ * entry: an entry stays inside the raft's append bound and a peer frame
+ * (1 MiB) with the largest payload (64 KiB).
+ */
+const MAX_ENTRY_BYTES = 256 * 1024;
+/** What an op costs in an entry beyond its key and value, about. */
+const OP_OVERHEAD_BYTES = 16;
 
 export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
   /** True from when this replica became a serving leader (everything before its term applied) until it lost leadership. */
   leading = false;
   private leadingTerm = 0;
   private readonly waiters = new Map<number, Waiter>();
+  /** Calls of this event-loop turn, appended together at its end: one log entry (a write, an fsync, a round trip on each replica) for all of them. */
+  private turn: Array<{ ops: StoreOp[]; callers: Caller[]; bytes: number }> = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private copyGeneration = 0;
   private copySourceTurn = 0;
@@ -168,20 +180,43 @@ export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
   }
 
   /**
-   * Appends ops as one log entry (serving leader only; otherwise throws
-   * StoreUnavailable NOT_LEADER). Settles once the entry is committed and
-   * applied here, so a read after it sees the write; rejects with NOT_LEADER
-   * if leadership is lost first (the entry may still be committed later:
-   * callers retry idempotently). Callers compute ops synchronously from state
-   * they hold, then call this.
+   * Appends ops to the log with every other call of this event-loop turn, as
+   * one entry (serving leader only; otherwise throws StoreUnavailable
+   * NOT_LEADER). Settles once the entry is committed and applied here, so a
+   * read after it sees the write; rejects with NOT_LEADER if leadership is
+   * lost first (the entry may still be committed later: callers retry
+   * idempotently). Callers compute ops synchronously from state they hold,
+   * then call this; the ops of one call stay in one entry, in order.
    */
   propose(ops: StoreOp[]): Promise<void> {
     if (!this.serving) throw this.notLeader('not serving');
     if (ops.length === 0) return Promise.resolve();
-    const data = peer.StoreEntry.encode({ ops: ops.map((op) => ({ key: op.key, value: op.value ?? new Uint8Array(), delete: op.delete ?? false })) }).finish();
-    const index = this.log.propose(data);
-    if (index === null) throw this.notLeader('its lease lapsed');
-    return new Promise((resolve, reject) => this.waiters.set(index, { term: this.log.raft.term, resolve, reject }));
+    const bytes = ops.reduce((n, op) => n + op.key.length + (op.value?.length ?? 0) + OP_OVERHEAD_BYTES, 0);
+    if (this.turn.length === 0) setImmediate(() => this.proposeTurn());
+    let batch = this.turn[this.turn.length - 1];
+    if (!batch || (batch.bytes > 0 && batch.bytes + bytes > MAX_ENTRY_BYTES)) this.turn.push(batch = { ops: [], callers: [], bytes: 0 });
+    batch.ops.push(...ops);
+    batch.bytes += bytes;
+    return new Promise((resolve, reject) => batch.callers.push({ resolve, reject }));
+  }
+
+  private proposeTurn(): void {
+    const turn = this.turn;
+    this.turn = [];
+    for (const { ops, callers } of turn) {
+      const fail = (err: Error) => { for (const c of callers) c.reject(err); };
+      if (!this.serving) {
+        fail(this.notLeader('not serving'));
+        continue;
+      }
+      const data = peer.StoreEntry.encode({ ops: ops.map((op) => ({ key: op.key, value: op.value ?? new Uint8Array(), delete: op.delete ?? false })) }).finish();
+      const index = this.log.propose(data);
+      if (index === null) {
+        fail(this.notLeader('its lease lapsed'));
+        continue;
+      }
+      this.waiters.set(index, { term: this.log.raft.term, resolve: () => { for (const c of callers) c.resolve(); }, reject: fail });
+    }
   }
 
   async get(key: Uint8Array): Promise<Buffer | null> {
