@@ -31,7 +31,7 @@ const atTheBars: TargetInputs = {
     { latencyMs: { p50: 4, p99: 500, max: 900 } as SystemReport['latencyMs'], serverCpuUsPerUnit: 20 }, 500),
   broadcast: doc('broadcast', { deliveriesPerSec: 600_000 }, { deliveriesPerSec: 100_000 }),
   direct: doc('direct', { publishPerSec: 20_000, serverCpuUsPerUnit: 100 }, { publishPerSec: 20_000, serverCpuUsPerUnit: 50 }),
-  idle: doc('idle', { bytesPerConnection: 7000, connections: 19_400, idleProcessMb: { process: 'broker-0-0', largestPss: 59.9, largestRss: 110 } }, { bytesPerConnection: 17_000 }),
+  idle: doc('idle', { bytesPerConnection: 7000, connections: 19_400, processesPerRole: { gateway: 3 }, idleProcessMb: { process: 'broker-0-0', largestPss: 59.9, largestRss: 110 } }, { bytesPerConnection: 17_000 }),
 };
 
 const verdicts = (inputs: TargetInputs) => Object.fromEntries(evaluateTargets(inputs).map((r) => [r.target, r.met]));
@@ -42,6 +42,7 @@ test('every target exactly at its bar is met, and the audit of a clean run too (
   expect(rows.filter((r) => r.met === true)).toHaveLength(11);
   expect(targetsMarkdown(rows)).toContain('11 of 11 targets met.');
   expect(rows.find((r) => r.target === 'fanout at max: deliveries/s')!.measured).toBe('8,500, 85 % of the floor\'s 10,000 (Socket.IO + Redis 8,000)');
+  expect(rows.find((r) => r.target.startsWith('idle connections'))!.measured).toBe('7,000 B at 19,400 over 3 gateways (Socket.IO + Redis 17,000 B)');
 });
 
 test('each target just past its bar is not met', () => {

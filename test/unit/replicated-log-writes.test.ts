@@ -10,17 +10,10 @@ import { pino } from 'pino';
 import type { Entry, Message } from '../../workloads/replication/raft.js';
 import { ReplicatedLog, type LogStateMachine } from '../../workloads/replication/replicated-log.js';
 import { KvStore, type KvWrite } from '../../workloads/store/kv-store.js';
+import { eventually } from '../support/cluster.js';
 
 const dirs: string[] = [];
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 test('a follower writes entry N+1 and the state machine\'s writes for N in one batch, then announces N applied', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'log-writes-'));
@@ -46,10 +39,10 @@ test('a follower writes entry N+1 and the state machine\'s writes for N in one b
     ({ kind: 'append', from: 'a', to: 'b', term: 1, prevIndex, prevTerm: prevIndex === 0 ? 0 : 1, entries: [entry(prevIndex + 1)], commit, stamp: prevIndex + 1 });
 
   log.receive(append(0, 0));
-  await until(() => replies.length === 1, 'the reply to entry 1');
+  await eventually(() => replies.length === 1, 'the reply to entry 1');
   batches.length = 0;
   log.receive(append(1, 1)); // entry 2, and entry 1 is committed
-  await until(() => applied.includes(1), 'entry 1 to be announced applied');
+  await eventually(() => applied.includes(1), 'entry 1 to be announced applied');
   expect(batches).toEqual([['w/l', 'applied-e1', 'w/a']]); // the entry key (its index is binary), the machine's write, how far it applied
   expect(await kv.get(Buffer.from('applied-e1'))).not.toBeNull(); // on disk before the announcement
   await log.close();

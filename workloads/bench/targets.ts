@@ -50,6 +50,11 @@ function system(doc: BenchDocument | undefined, name: string): SystemReport | un
   return doc?.systems.find((s) => s.system === name);
 }
 
+const gatewaysOf = (r: SystemReport) => {
+  const count = r.processesPerRole.gateway ?? 1;
+  return count === 1 ? 'one gateway' : `${count} gateways`;
+};
+
 const totalMb = (perRole: Record<string, number>) => Object.values(perRole).reduce((a, b) => a + b, 0);
 
 /** The peers' figure beside ours, for the measured column: "Socket.IO 26,661, Centrifugo 15,975". */
@@ -130,7 +135,7 @@ export function evaluateTargets(i: TargetInputs): TargetResult[] {
   if (!idle?.bytesPerConnection || !idlePeer) rows.push(missing('idle connections: bytes per connection', 'measured at 50,000 (as many gateways as the open-files limit needs)', 'idle (with Socket.IO)'));
   else {
     rows.push({ target: 'idle connections: bytes per connection', goal: 'measured at 50,000 (as many gateways as the open-files limit needs)', met: undefined,
-      measured: `${n(idle.bytesPerConnection)} B at ${n(idle.connections)} on one gateway (${peers(i.idle, (r) => r.bytesPerConnection, n)} B)` });
+      measured: `${n(idle.bytesPerConnection)} B at ${n(idle.connections)} over ${gatewaysOf(idle)} (${peers(i.idle, (r) => r.bytesPerConnection, n)} B)` });
   }
 
   // 5. direct: stored before the acknowledgement, against a peer that stores nothing.
