@@ -225,9 +225,10 @@ describe('groupchat bench', () => {
     expect(ours!.notes).toContain('700 connections over 2 gateways: the open-files limit here is 1000 (hard 1000) per process');
   });
 
-  test('ingest: pipelined publishes through one proxy are all acknowledged', async () => {
-    const doc = await run('ingest', ['--scenario', 'ingest', '--duration', '2', '--rate', '2000']);
+  test('ingest: pipelined publishes through one proxy are all acknowledged (on one broker partition of 3 replicas)', async () => {
+    const doc = await run('ingest', ['--scenario', 'ingest', '--duration', '2', '--rate', '2000', '--partitions', '1']);
     const r = doc.systems[0]!;
+    expect(r.processesPerRole.broker).toBe(3);
     expect(r.published).toBeGreaterThan(0);
     expect(r.failed).toBe(0);
     expect(r.publishPerSec).toBeGreaterThan(0);

@@ -130,6 +130,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--window <n>', 'unacknowledged publishes per publisher process (default: ~32k deliveries in flight, 8..1000; ingest 4096)', whole(1, 1_000_000))
     .option('--max-messages <n>', 'bound on messages per publisher process', whole(1, 100_000_000), 5_000_000)
     .option('--concurrency <n>', 'connections set up at once per worker', whole(1, 10_000), 100)
+    .option('--partitions <n>', 'groupchat broker partitions, 3 replicas each (groupchat up: 2)', whole(1, 64), 2)
     .option('--split-threshold <n>', 'groupchat split threshold (broadcast: half the room)', whole(1, 10_000_000))
     .option('--driver <kind>', 'groupchat publishers: sdk (Publisher SDK) or raw (pipelined proxy links); ingest defaults to raw', (v: string) => {
       if (v !== 'sdk' && v !== 'raw') throw new InvalidArgumentError('expected sdk or raw');
@@ -162,7 +163,7 @@ export function registerBenchCommand(program: Command): void {
         durationSec: opts.duration, rate: opts.rate, payloadBytes: opts.payload,
         publishers: opts.publishers ?? (scenario === 'ingest' ? 2 : 1), workers: opts.workers,
         window: opts.window ?? defaultWindow(scenario, thePlan.users.length, thePlan.publishRooms.length), maxMessages: opts.maxMessages,
-        concurrency: opts.concurrency, gateways, raw: (opts.driver ?? (scenario === 'ingest' ? 'raw' : 'sdk')) === 'raw',
+        concurrency: opts.concurrency, gateways, partitions: opts.partitions, raw: (opts.driver ?? (scenario === 'ingest' ? 'raw' : 'sdk')) === 'raw',
       };
       const systems: SystemName[] = ['groupchat', ...((opts.compare as PeerName[] | undefined) ?? [])];
       process.stderr.write(`bench ${scenario}: ${thePlan.describe}\n`);

@@ -22,6 +22,8 @@ export interface RunOptions {
   maxMessages: number;
   concurrency: number;
   gateways: number;
+  /** groupchat's broker partitions. */
+  partitions: number;
   /** Raw pipelined proxy links instead of the Publisher SDK (groupchat only). */
   raw: boolean;
 }
@@ -250,7 +252,7 @@ async function watch(view: ProgressView, boundMs: number, tick: () => { value: n
 
 export async function runScenario(systemName: SystemName, p: Plan, o: RunOptions, view: ProgressView): Promise<SystemReport> {
   view.phase(systemName, 'starting', 1);
-  const system = await startSystem(systemName, { splitThreshold: p.splitThreshold, gateways: o.gateways });
+  const system = await startSystem(systemName, { splitThreshold: p.splitThreshold, gateways: o.gateways, partitions: o.partitions });
   const rss = new RssSampler(system);
   const notes: string[] = [];
   const limit = openFilesLimit();

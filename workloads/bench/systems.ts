@@ -35,6 +35,8 @@ export interface SystemHandle {
 export interface SystemOptions {
   splitThreshold: number;
   gateways: number;
+  /** groupchat's broker partitions (3 replicas each), as `groupchat up --partitions`. */
+  partitions: number;
 }
 
 export const REDIS_SERVER = process.env.GROUPCHAT_REDIS_SERVER ?? '/usr/bin/redis-server';
@@ -94,7 +96,7 @@ export async function startGroupchat(o: SystemOptions): Promise<SystemHandle> {
   // Logs and store data of one run: kept when the cluster fails to start (the error names the folder), removed after.
   const logDir = mkdtempSync(join(tmpdir(), 'groupchat-bench-'));
   const cluster = new LocalCluster({
-    partitions: 2, replicas: 3, proxies: 2, gateways: o.gateways, routers: 2, splitThreshold: o.splitThreshold,
+    partitions: o.partitions, replicas: 3, proxies: 2, gateways: o.gateways, routers: 2, splitThreshold: o.splitThreshold,
     host: '127.0.0.1', webPort: 0, logDir, restartDelayMs: 1000,
     entry: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
   });

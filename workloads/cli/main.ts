@@ -54,7 +54,7 @@ program.command('version')
 
 program.command('up')
   .description('start the whole system locally as child processes; prints `ready <json>` once every role is ready; SIGUSR2 doubles the broker partitions as the operator would (prints `doubled <json>`)')
-  .option('--partitions <n>', 'broker partitions', count(1, 64), 2)
+  .option('--partitions <n>', 'broker partitions (on 2 cores 1 costs less CPU and memory: docs/benchmarks.md)', count(1, 64), 2)
   .option('--replicas <n>', 'replicas per broker partition (a majority must be up to commit: 3 survive one failure)', count(1, 8), 3)
   .option('--proxies <n>', 'proxy processes', count(1, 16), 2)
   .option('--gateways <n>', 'gateway processes', count(1, 16), 2)
