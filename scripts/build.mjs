@@ -15,12 +15,33 @@ const protos = ['client', 'peer'];
 // protobufjs makes a oneof's name an accessor: every decode runs its setter,
 // which deletes each other member of the oneof, and every read runs
 // Object.keys(). A plain slot holds the same value (decode sets it once per
-// message) at no cost; encode never reads it.
-function plainOneofs(file) {
+// member it meets) at no cost; encode never reads it. Where decode names a
+// member, it first clears the member named before, as the setter did: bytes
+// that carry two members of a oneof decode to the last one alone (protobuf's
+// rule), never to one named and another still set. Except in the decoders
+// named in keepBoth: a ClientFrame with two bodies is refused at the gateway
+// (client-frame-rules.ts), which needs to see both.
+function plainOneofs(file, keepBoth = []) {
   const accessor = /\$Object\.defineProperty\((\w+)\.prototype, "(\w+)", \{\s*get: \$util\.oneOfGetter\(\$oneOfFields = \[[^\]]*\]\),\s*set: \$util\.oneOfSetter\(\$oneOfFields\)\s*\}\);/g;
   const source = readFileSync(file, 'utf8');
-  const plain = source.replace(accessor, '$1.prototype.$2 = $undefined;');
+  const oneofs = new Set([...source.matchAll(accessor)].map((m) => m[2]));
+  let plain = source.replace(accessor, '$1.prototype.$2 = $undefined;');
   if (plain === source) throw new Error(`${file}: no oneof accessor found to replace; has protobufjs' output changed?`);
+  for (const name of oneofs) {
+    // Where the kept decoders are in the text as it is now (each replacement lengthens it).
+    const kept = keepBoth.map((type) => {
+      const start = plain.indexOf(`${type}.decode = function`);
+      const end = plain.indexOf(`${type}.decodeDelimited = function`, start);
+      if (start < 0 || end < 0) throw new Error(`${file}: no decoder of ${type} found; has protobufjs' output changed?`);
+      return [start, end];
+    });
+    const inKept = (offset) => kept.some(([start, end]) => offset >= start && offset < end);
+    const naming = new RegExp(`(\\w+)\\.${name} = "(\\w+)";`, 'g');
+    const cleared = plain.replace(naming, (whole, m, member, offset) => (inKept(offset) ? whole
+      : `if (${m}.${name} !== $undefined && ${m}.${name} !== "${member}") ${m}[${m}.${name}] = null; ${m}.${name} = "${member}";`));
+    if (cleared === plain) throw new Error(`${file}: decode never names a member of oneof ${name}; has protobufjs' output changed?`);
+    plain = cleared;
+  }
   writeFileSync(file, plain);
 }
 
@@ -34,7 +55,7 @@ if (!existsSync(stamp) || statSync(stamp).mtimeMs < newest) {
     run(bin('pbjs'), ['-t', 'static-module', '-w', 'es6', '-r', name, '--no-verify', '--no-convert',
       '--no-beautify', '-o', js, join(protocol, `${name}.proto`)]);
     run(bin('pbts'), ['--no-comments', '-o', join(staging, `${name}.d.ts`), js]);
-    plainOneofs(js);
+    plainOneofs(js, name === 'client' ? ['ClientFrame'] : []);
   }
   // The browser page decodes with protobufjs' reflection build and this JSON.
   run(bin('pbjs'), ['-t', 'json', '-o', join(staging, 'client.json'), join(protocol, 'client.proto')]);

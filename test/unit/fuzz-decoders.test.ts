@@ -142,6 +142,14 @@ describe('PeerFrame decoding fuzzing', () => {
     }), { numRuns: RUNS });
   });
 
+  test('bytes with two members of the oneof decode to the last alone (found by this fuzzing, seed -1737431412)', () => {
+    // headsReply (field 29, empty), then error (field 3): protobuf's last member wins, and the first must not stay set.
+    const bytes = Uint8Array.from([234, 1, 0, 26, 6, 8, 128, 128, 128, 128, 1]);
+    const frame = decodePeerFrame(bytes) as unknown as Record<string, unknown>;
+    expect(frame.body).toBe('error');
+    expectConsistentBody(frame, PEER_BODIES);
+  });
+
   test('pathological nesting is refused with an Error, not a stack overflow or a hang', () => {
     const cases = [
       Buffer.alloc(1 << 20, 0x4b), // unknown field 9, start-group, a million times deep
