@@ -70,8 +70,8 @@ function raiseOpenFiles(): { soft: number; hard: number } {
   return openFilesLimit();
 }
 
-function fail(message: string): never {
-  process.stderr.write(`groupchat bench: ${message}\n`);
+function fail(message: string, command = 'bench'): never {
+  process.stderr.write(`groupchat ${command}: ${message}\n`);
   process.exit(2);
 }
 
@@ -98,13 +98,9 @@ export function registerBenchCommand(program: Command): void {
       try {
         inputs = readTargetInputs(dir);
       } catch (err) {
-        process.stderr.write(`groupchat bench-targets: ${(err as Error).message}\n`);
-        process.exit(2);
+        fail((err as Error).message, 'bench-targets');
       }
-      if (Object.keys(inputs).length === 0) {
-        process.stderr.write(`groupchat bench-targets: no reports in ${dir} (expected ${TARGET_REPORTS.map((r) => `${r}.json`).join(', ')})\n`);
-        process.exit(2);
-      }
+      if (Object.keys(inputs).length === 0) fail(`no reports in ${dir} (expected ${TARGET_REPORTS.map((r) => `${r}.json`).join(', ')})`, 'bench-targets');
       const markdown = targetsMarkdown(evaluateTargets(inputs));
       writeFileSync(join(dir, 'targets.md'), markdown);
       process.stdout.write(`${markdown}written: ${join(dir, 'targets.md')}\n`);

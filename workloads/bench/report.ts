@@ -31,9 +31,14 @@ export const FIGURES: Figure[] = [
   { label: 'connectionsPerSec', value: (r) => r.connectionsPerSec, better: 'higher' },
   { label: 'bytesPerConnection', value: (r) => r.bytesPerConnection, better: 'lower' },
   { label: 'server CPU µs per unit', value: (r) => r.serverCpuUsPerUnit, better: 'lower' },
-  { label: 'RSS MB (all roles)', value: (r) => round1(Object.values(r.rssMbPerRole).reduce((a, b) => a + b, 0)), better: 'lower' },
-  { label: 'PSS MB (all roles, at the end)', value: (r) => round1(Object.values(r.pssMbPerRole).reduce((a, b) => a + b, 0)), better: 'lower' },
+  { label: 'RSS MB (all roles)', value: (r) => round1(totalMb(r.rssMbPerRole)), better: 'lower' },
+  { label: 'PSS MB (all roles, at the end)', value: (r) => round1(totalMb(r.pssMbPerRole)), better: 'lower' },
 ];
+
+/** Megabytes per role, summed over the roles. */
+export function totalMb(perRole: Record<string, number>): number {
+  return Object.values(perRole).reduce((a, b) => a + b, 0);
+}
 
 function round1(n: number): number {
   return Math.round(n * 10) / 10;

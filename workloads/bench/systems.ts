@@ -22,7 +22,6 @@ export interface SystemHandle {
   /** Where publishers send: proxies, or Socket.IO servers. */
   publishTargets: string[];
   processes(): SystemProcess[];
-  /** The process that holds the users of gateway 0 (idle measures its memory). */
   /** The processes users connect to (gateways, Socket.IO servers, Centrifugo nodes), by name, in userUrls' order. */
   userServers: string[];
   /** Centrifugo: what its clients sign tokens with and publish with. */

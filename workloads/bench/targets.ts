@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { totalMb } from './report.js';
 import type { SystemReport } from './runner.js';
 
 /** A `groupchat bench --json` report, the parts the targets read. */
@@ -54,8 +55,6 @@ const gatewaysOf = (r: SystemReport) => {
   const count = r.processesPerRole.gateway ?? 1;
   return count === 1 ? 'one gateway' : `${count} gateways`;
 };
-
-const totalMb = (perRole: Record<string, number>) => Object.values(perRole).reduce((a, b) => a + b, 0);
 
 /** The peers' figure beside ours, for the measured column: "Socket.IO 26,661, Centrifugo 15,975". */
 function peers(doc: BenchDocument | undefined, value: (r: SystemReport) => number | undefined, format: (v: number | undefined) => string): string {
