@@ -69,6 +69,9 @@ function expectReportShape(r: SystemReport): void {
   expect(Object.keys(r.pssMbPerRole).sort()).toEqual(Object.keys(r.rssMbPerRole).sort());
   for (const mb of Object.values(r.pssMbPerRole)) expect(mb).toBeGreaterThan(0);
   expect(total(r.pssMbPerRole)).toBeLessThan(total(r.rssMbPerRole));
+  // Memory before any load: the largest process by PSS, which is below the largest RSS.
+  expect(r.idleProcessMb!.largestPss).toBeGreaterThan(0);
+  expect(r.idleProcessMb!.largestPss).toBeLessThan(r.idleProcessMb!.largestRss);
   // Every load process's CPU over the measured phase, for every system.
   expect(r.loadCpu.map((p) => p.name)).toEqual(expect.arrayContaining(['users-0', 'users-1']));
   for (const p of r.loadCpu) expect(p.cpuSeconds).toBeGreaterThan(0);
