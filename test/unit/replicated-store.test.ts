@@ -22,7 +22,9 @@ afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true 
  * Three replicas wired in memory; a replica in `cut` neither sends nor
  * receives. With copyLag, a copy page reaches its requester only once the
  * requester applied that many entries past what the source had applied when
- * it read the page (a slow network: the page is older than the requester's state).
+ * it answered (a slow network: the page is older than the requester's
+ * state), and at a moment when the requester has handed entries to its state
+ * machine whose writes are queued but not yet on disk.
  */
 class Partition {
   readonly stores = new Map<string, ReplicatedStore>();
@@ -40,10 +42,12 @@ class Partition {
       copyFrom: async (to, request) => {
         const source = reachable(to);
         if (!source) return { ok: false, rows: [], done: false, message: `${to} unreachable` };
-        const readAt = source.appliedIndex;
         const page = await source.serveCopy(request);
+        const readAt = source.appliedIndex; // the page is no newer than this
         if (page.ok && this.copyLag > 0) {
-          await eventually(() => this.stores.get(voter)!.appliedIndex >= readAt + this.copyLag, 'the copying replica applies past the page');
+          const requester = this.stores.get(voter)!;
+          await eventually(() => requester.appliedIndex >= readAt + this.copyLag, 'the copying replica applies past the page');
+          await midApply(requester);
         }
         return page;
       },
@@ -65,6 +69,15 @@ class Partition {
 
   async close(): Promise<void> {
     for (const voter of [...this.stores.keys()]) await this.stop(voter);
+  }
+}
+
+/** Resolves in a turn where the store's log has entries applied in memory whose writes are not yet durable (polled every turn: the window is one fsync long). */
+async function midApply(store: ReplicatedStore): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (store.queuedApplyIndex <= store.appliedIndex) {
+    if (Date.now() > deadline) throw new Error('the copying replica never had an apply in flight');
+    await new Promise((r) => setImmediate(r));
   }
 }
 
@@ -119,11 +132,12 @@ test('a replica whose data directory was wiped, behind a compacted log, copies t
   partition = new Partition({ maxEntries: 40, maxBytes: 1 << 20, keepEntries: 10, keepBytes: 1 << 20, intervalMs: 50 }, 5);
   for (const v of VOTERS) await partition.start(v);
   let leader = await partition.leader();
-  // Puts, overwrites and deletes, so a copy read at a later position than the snapshot must be reconciled.
+  // Puts, overwrites and deletes, so a copy read at a later position than the snapshot must be reconciled;
+  // every write also sets key 150, so any entry applied after a page was read makes that page stale.
   const write = async (i: number) => {
     leader = leader.serving ? leader : await partition.leader();
-    const ops = i % 7 === 0 ? [{ key: key(i - 3), delete: true }] : [{ key: key(i % 150), value: Buffer.from(`v${i}`) }];
-    await leader.propose(ops);
+    const ops = i % 7 === 0 ? [{ key: key((i - 3) % 150), delete: true }] : [{ key: key(i % 150), value: Buffer.from(`v${i}`) }];
+    await leader.propose([...ops, { key: key(150), value: Buffer.from(`last v${i}`) }]);
   };
   for (let i = 1; i <= 300; i++) await write(i);
   const wiped = VOTERS.find((v) => partition.stores.get(v) !== leader)!;

@@ -135,6 +135,15 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
     return this.machineApplied;
   }
 
+  /**
+   * The last entry whose state-machine writes are queued in the store: a write
+   * queued after reading this lands after them. appliedIndex trails it until
+   * the batch that holds them is durable.
+   */
+  get queuedApplyIndex(): number {
+    return this.raft.appliedIndex;
+  }
+
   get leaderId(): NodeId | null {
     return this.raft.leader;
   }

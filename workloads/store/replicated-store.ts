@@ -169,6 +169,11 @@ export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
     return this.log.appliedIndex;
   }
 
+  /** The last entry whose writes are queued here; appliedIndex trails it while they are on their way to disk. */
+  get queuedApplyIndex(): number {
+    return this.log.queuedApplyIndex;
+  }
+
   /** The first index still in the log (everything before it was compacted). */
   get firstIndex(): number {
     return this.log.raft.firstIndex;
@@ -368,10 +373,12 @@ export class ReplicatedStore extends EventEmitter<{ leadership: [boolean] }> {
       const writes: KvWrite[] = reply.rows.map((row) => ({ key: dataKey(row.key), value: row.value }));
       pages++;
       if (reply.done) {
-        // Re-apply every entry after the snapshot over the copied pages, in the same batch that ends the copy.
+        // Re-apply every entry after the snapshot over the copied pages, in the same batch that ends the copy:
+        // every entry whose writes were queued before this batch, not only those announced, or a page read
+        // before such an entry would land over it.
         const raft = this.log.raft;
         const held: Entry[] = [];
-        for (let i = raft.firstIndex; i <= this.log.appliedIndex; i++) held.push(raft.entryAt(i)!);
+        for (let i = raft.firstIndex; i <= this.log.queuedApplyIndex; i++) held.push(raft.entryAt(i)!);
         writes.push(...this.machine.apply(held), { key: COPYING, delete: true });
         this.machine.copyingFor = 0;
         await this.kv.write(writes);
