@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeBatch, RoomLog } from '../../workloads/broker/room-log.js';
+import { decodeBatch, encodeBatch, RoomLog } from '../../workloads/broker/room-log.js';
 import { ALL_VROOMS, Long, peer, toNumber } from '../../workloads/protocol/index.js';
 import type { Entry } from '../../workloads/replication/raft.js';
 import { KvStore } from '../../workloads/store/kv-store.js';
@@ -100,4 +100,21 @@ test('history pages and heads return exactly what is stored, against a model', a
       await kv.close();
     }
   }), { numRuns: 150 });
+});
+
+test('decoded entries are kept by the messages they hold: 4,096 at most, however many entries that is', () => {
+  const entryOf = (first: number, count: number) => encodeBatch(Array.from({ length: count }, (_, i) => peer.RoomDelivery.encode({
+    messageId: Long.fromNumber(first + i, true), roomId: 1, senderId: 7, roomSeq: Long.fromNumber(first + i, true), sequencerId: 1,
+    payload: Buffer.from('m'), sentAtMs: Long.UZERO, vroomMask: ALL_VROOMS, priority: 0,
+  }).finish()), 0);
+  // Nine full entries of 512 messages: the first no longer fits beside the newest eight.
+  const full = Array.from({ length: 9 }, (_, e) => entryOf(e * 512 + 1, 512));
+  const decoded = full.map((data) => decodeBatch(data));
+  const kept = (i: number) => decodeBatch(full[i]!) === decoded[i];
+  expect(kept(8)).toBe(true); // the newest is kept: read again, it is not decoded again
+  expect(kept(1)).toBe(true);
+  expect(kept(0)).toBe(false); // 4,608 messages: the oldest left
+  // An entry larger than the bound is still kept, alone.
+  const huge = entryOf(10_000, 5000);
+  expect(decodeBatch(huge) === decodeBatch(huge)).toBe(true);
 });

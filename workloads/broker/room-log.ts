@@ -81,20 +81,29 @@ function varint(value: number): number[] {
 type DecodedBatch = { messages: RoomDelivery[]; appendedAtMs: number };
 
 /**
- * The entries decoded last, by their data: the room log and the sequencer
- * both read every committed entry in the same turn, and decode it once.
- * Bounded: an entry applied in a bigger group is decoded again.
+ * The entries decoded last, by their data: what the room log applied is
+ * read again soon after (by the sequencer of a new leader, by the history
+ * pages of members resuming, by compaction) and decoded once. Bounded by the
+ * messages it holds, not by entries: a decoded message costs about 400 bytes
+ * of heap, and at full batches 512 entries would hold 260,000 of them on
+ * every replica.
  */
 const recentlyDecoded = new Map<Uint8Array, DecodedBatch>();
-const RECENTLY_DECODED = 512;
+const RECENTLY_DECODED_MESSAGES = 4096;
+let recentlyDecodedMessages = 0;
 
 export function decodeBatch(data: Uint8Array): DecodedBatch {
   let decoded = recentlyDecoded.get(data);
   if (decoded) return decoded;
   const batch = peer.RoomLogBatch.decode(data);
   decoded = { messages: batch.messages as unknown as RoomDelivery[], appendedAtMs: Long.fromValue(batch.appendedAtMs ?? 0).toNumber() };
-  if (recentlyDecoded.size >= RECENTLY_DECODED) recentlyDecoded.delete(recentlyDecoded.keys().next().value!);
   recentlyDecoded.set(data, decoded);
+  recentlyDecodedMessages += decoded.messages.length;
+  for (const [oldest, { messages }] of recentlyDecoded) {
+    if (recentlyDecodedMessages <= RECENTLY_DECODED_MESSAGES || oldest === data) break;
+    recentlyDecoded.delete(oldest);
+    recentlyDecodedMessages -= messages.length;
+  }
   return decoded;
 }
 
