@@ -23,6 +23,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { tarBytes, treeEntries } from './tar.mjs';
@@ -38,6 +39,8 @@ const { values: args } = parseArgs({
 });
 
 const ROOT = resolve(import.meta.dirname, '../..');
+// The flags every role process runs with, from the compiled app this image carries.
+const { ROLE_NODE_FLAGS } = await import(pathToFileURL(join(ROOT, 'dist/workloads/runtime/node-flags.js')).href);
 const CACHE = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'groupchat', 'image');
 const PINS_FILE = join(ROOT, 'scripts/image/pins.json');
 const LIST_FILE = join(ROOT, 'docker/base-packages.txt');
@@ -267,7 +270,7 @@ try {
     config: {
       User: `${USER}:${USER}`,
       Env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_ENV=production'],
-      Entrypoint: ['/usr/local/bin/node', '/app/dist/workloads/cli/main.js'],
+      Entrypoint: ['/usr/local/bin/node', ...ROLE_NODE_FLAGS, '/app/dist/workloads/cli/main.js'],
       Cmd: ['--help'],
       WorkingDir: '/app',
       ExposedPorts: { '7000/tcp': {}, '8080/tcp': {}, '8081/tcp': {} },

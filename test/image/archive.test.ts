@@ -21,11 +21,11 @@ function layerPaths(name: string): string[] {
   return execFileSync('tar', ['-tz'], { input: gz, maxBuffer: 1 << 28, encoding: 'utf8' }).split('\n').filter(Boolean);
 }
 
-test('skopeo reads both archives as one image: numeric non-root user, the entrypoint, linux/amd64', () => {
+test('skopeo reads both archives as one image: numeric non-root user, the entrypoint with the role processes\' Node.js flags, linux/amd64', () => {
   for (const source of [`oci-archive:${oci.file}:${image.image}`, `docker-archive:${docker.file}`]) {
     const config = JSON.parse(skopeo(['inspect', '--config', source]));
     expect({ os: config.os, architecture: config.architecture, user: config.config.User, entrypoint: config.config.Entrypoint }).toEqual({
-      os: 'linux', architecture: 'amd64', user: '10001:10001', entrypoint: ['/usr/local/bin/node', '/app/dist/workloads/cli/main.js'],
+      os: 'linux', architecture: 'amd64', user: '10001:10001', entrypoint: ['/usr/local/bin/node', '--max-semi-space-size=4', '/app/dist/workloads/cli/main.js'],
     });
     expect(config.rootfs.diff_ids).toEqual(image.layers.map((l) => l.diffId));
   }

@@ -1,10 +1,12 @@
 // Acceptance 2 and 3 of the data plane: real processes, 2 gateways, 60 rooms,
 // one room split into virtual rooms, 10,000 messages through the proxies.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { readFileSync } from 'node:fs';
 import { workerIdFor } from '../../workloads/ids/snowflake.js';
 import { Long, messageIdKey } from '../../workloads/protocol/index.js';
+import { ROLE_NODE_FLAGS } from '../../workloads/runtime/node-flags.js';
 import { Publisher } from '../../workloads/sdk/publisher.js';
-import { metricValue } from '../support/metrics.js';
+import { metricValue, requiredMetric } from '../support/metrics.js';
 import { eventually, startLocalCluster, type LocalClusterHandle } from '../support/cluster.js';
 import { audit, connectUser, settle, totalExpected, totalReceived, type User } from '../support/traffic.js';
 
@@ -125,5 +127,15 @@ describe('delivery through real processes', () => {
       }
       expect(probes).toBeGreaterThan(0);
     }
+  });
+
+  test('every role process runs with the role processes\' Node.js flags: a young generation of two 4 MiB semi-spaces, after traffic too', async () => {
+    const youngMiB: Array<[string, number]> = [];
+    for (const p of await cluster.processes()) {
+      expect({ name: p.name, argv: readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0') }).toEqual({ name: p.name, argv: expect.arrayContaining([...ROLE_NODE_FLAGS]) });
+      if (p.member?.httpAddress) youngMiB.push([p.name, (await requiredMetric(p.member.httpAddress, 'nodejs_heap_space_size_total_bytes{space="new"}')) / 2 ** 20]);
+    }
+    expect(youngMiB.length).toBeGreaterThan(10);
+    expect(youngMiB.filter(([, mib]) => mib > 8)).toEqual([]);
   });
 });

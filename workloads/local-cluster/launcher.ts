@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { EmbeddedRegistry } from '../registry/embedded.js';
 import { serveRegistryOverIpc } from '../registry/ipc.js';
 import { defaultTopology, type Member, type Role, type Topology } from '../registry/schema.js';
+import { ROLE_NODE_FLAGS } from '../runtime/node-flags.js';
 import { serveChatPage, type WebServer } from '../web/server.js';
 
 export interface LocalClusterOptions {
@@ -146,8 +147,7 @@ export class LocalCluster {
       ...(spec.role === 'pi' || spec.role === 'xiu' || spec.role === 'broker' ? ['--data-dir', join(this.options.dataDir, spec.name)] : []),
       ...(spec.role === 'gateway' && this.options.authKeyFile ? ['--auth-key-file', this.options.authKeyFile] : []),
     ], {
-      // A larger young generation: the hot path allocates many short-lived objects.
-      execArgv: [...process.execArgv, '--max-semi-space-size=32'],
+      execArgv: [...process.execArgv, ...ROLE_NODE_FLAGS],
       stdio: ['ignore', log, log, 'ipc'],
       env: { ...process.env, GROUPCHAT_REGISTRY: 'ipc', ...(this.options.peerSecretFile ? { GROUPCHAT_PEER_SECRET_FILE: this.options.peerSecretFile } : {}) },
     });
