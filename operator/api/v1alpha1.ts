@@ -166,7 +166,7 @@ export const ClusterSpecSchema = z.object({
   limits: TopologySchema.shape.limits.unwrap().optional()
     .meta({ description: 'Token-bucket limits on messages, per user and per room; omitted: unlimited.' }),
   history: TopologySchema.shape.history.unwrap().optional()
-    .meta({ description: 'Room history kept by the brokers (messagesPerRoom default 10000, maxAgeSeconds default 604800, bytesPerPartition default 256 MiB) and when a write is durable (fsync: always, the default, or batch every fsyncIntervalMs).' }),
+    .meta({ description: 'Room history kept by the brokers (messagesPerRoom default 10000, maxAgeSeconds default 604800, bytesPerPartition default 256 MiB) and when a write is durable (fsync: always, the default, or batch every fsyncIntervalMs). A broker keeps its partition\'s log in memory until retention removes it: at the default bytesPerPartition a full log makes a broker about 650 MB (750 MB as leader), so its memory limit should allow for it.' }),
   splitThreshold: z.number().int().min(1).default(1000)
     .meta({ description: 'Members in a room above which it is split into 64 virtual rooms.' }),
   allowStoreRemoval: z.boolean().optional()
