@@ -39,8 +39,6 @@ const { values: args } = parseArgs({
 });
 
 const ROOT = resolve(import.meta.dirname, '../..');
-// The flags every role process runs with, from the compiled app this image carries.
-const { ROLE_NODE_FLAGS } = await import(pathToFileURL(join(ROOT, 'dist/workloads/runtime/node-flags.js')).href);
 const CACHE = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'groupchat', 'image');
 const PINS_FILE = join(ROOT, 'scripts/image/pins.json');
 const LIST_FILE = join(ROOT, 'docker/base-packages.txt');
@@ -91,6 +89,8 @@ for (const dir of ['dist/workloads', 'dist/operator']) {
   if (!existsSync(join(ROOT, dir))) throw new Error(`${dir} is missing: run \`make build\` first`);
   treeHash(join(ROOT, dir), inputs);
 }
+// The flags every role process runs with, from the compiled app this image carries.
+const { ROLE_NODE_FLAGS } = await import(pathToFileURL(join(ROOT, 'dist/workloads/runtime/node-flags.js')).href);
 inputs.update(JSON.stringify({ epoch, revision, without: args.without }));
 const inputHash = inputs.digest('hex');
 

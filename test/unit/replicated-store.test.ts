@@ -43,7 +43,7 @@ class Partition {
         const source = reachable(to);
         if (!source) return { ok: false, rows: [], done: false, message: `${to} unreachable` };
         const page = await source.serveCopy(request);
-        const readAt = source.appliedIndex; // the page is no newer than this
+        const readAt = source.queuedApplyIndex; // the page is no newer than this
         if (page.ok && this.copyLag > 0) {
           const requester = this.stores.get(voter)!;
           await eventually(() => requester.appliedIndex >= readAt + this.copyLag, 'the copying replica applies past the page');

@@ -5,7 +5,7 @@
 // Output what the simulator does (test/simulation/cluster.ts): write, make
 // durable, then send and apply, in the order the outputs were taken.
 import { EventEmitter } from 'node:events';
-import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { open as openFile, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -84,7 +84,7 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
     this.raft = new RaftNode(o.self, o.voters, config, Math.random, restored, performance.now());
     this.machineApplied = restored.applied;
     const fsync = o.fsync ?? { mode: 'always' };
-    this.syncer = new WalSyncer(o.kv, o.dataDir, fsync.mode === 'batch' ? fsync.intervalMs : 0);
+    this.syncer = new WalSyncer(o.kv, o.dataDir, fsync.mode === 'batch' ? fsync.intervalMs : 0, (err) => this.fail(err));
     this.timer = setInterval(() => this.tick(), Math.max(5, Math.floor(config.heartbeatMs / 2)));
     this.timer.unref();
     termGauge.set({ log: o.name }, this.raft.term);
@@ -138,7 +138,7 @@ export class ReplicatedLog extends EventEmitter<{ leadership: [boolean]; applied
   /**
    * The last entry whose state-machine writes are queued in the store: a write
    * queued after reading this lands after them. appliedIndex trails it until
-   * the batch that holds them is durable.
+   * they are announced: once durable when they share a batch with log writes.
    */
   get queuedApplyIndex(): number {
     return this.raft.appliedIndex;
@@ -339,16 +339,26 @@ function decodeSnapshot(raw: Buffer): Snapshot {
  * fdatasync of RocksDB's current write-ahead log file. sync() resolves once a
  * sync that started after the call finished, so every write completed before
  * the call is on disk; concurrent callers share one fdatasync (group commit).
- * With an interval, sync() resolves at once and a timer syncs in the background.
+ * With an interval, sync() resolves at once and a timer syncs in the
+ * background, one sync at a time; a failed one goes to onError.
  */
-class WalSyncer {
+export class WalSyncer {
   private file: { path: string; handle: FileHandle } | null = null;
   private running: Promise<void> | null = null;
   private next: Promise<void> | null = null;
   private readonly timer: NodeJS.Timeout | null;
 
-  constructor(private readonly kv: KvStore, private readonly dir: string, intervalMs: number) {
-    this.timer = intervalMs > 0 ? setInterval(() => void this.syncNow(), intervalMs) : null;
+  constructor(
+    private readonly kv: KvStore,
+    private readonly dir: string,
+    intervalMs: number,
+    onError: (err: Error) => void,
+    /** Syncs a log file this syncer held no handle for (a test records them). */
+    private readonly syncFile: (path: string) => Promise<void> = datasyncFile,
+  ) {
+    this.timer = intervalMs > 0 ? setInterval(() => {
+      if (!this.running) this.running = this.syncNow().catch(onError).finally(() => { this.running = null; });
+    }, intervalMs) : null;
     this.timer?.unref();
   }
 
@@ -367,9 +377,13 @@ class WalSyncer {
     const wal = await this.kv.currentWalFile();
     const path = join(this.dir, wal);
     if (this.file?.path !== path) {
-      // The log file rotated: what was written to the old one before it is synced too.
-      await this.file?.handle.datasync();
-      await this.file?.handle.close();
+      // The log file rotated: what was written to the old one before it is synced too, and to any
+      // file between them (two rotations between syncs: RocksDB does not sync a file it closes).
+      if (this.file) {
+        await this.file.handle.datasync();
+        await this.file.handle.close();
+        for (const skipped of await walFilesBetween(this.dir, this.file.path, path)) await this.syncFile(skipped);
+      }
       this.file = { path, handle: await openFile(path, 'r') };
     }
     await this.file.handle.datasync();
@@ -381,5 +395,29 @@ class WalSyncer {
     await this.running?.catch(() => undefined); // a failed sync failed its write, which fail() logged
     await this.file?.handle.close();
     this.file = null;
+  }
+}
+
+/** RocksDB's write-ahead log files (<number>.log) numbered after `from` and before `to`, oldest first. */
+async function walFilesBetween(dir: string, from: string, to: string): Promise<string[]> {
+  const number = (path: string) => Number(/(\d+)\.log$/.exec(path)?.[1] ?? Number.NaN);
+  const [low, high] = [number(from), number(to)];
+  return (await readdir(dir)).map((name) => ({ name, n: number(name) })).filter(({ n }) => n > low && n < high)
+    .sort((a, b) => a.n - b.n).map(({ name }) => join(dir, name));
+}
+
+/** fdatasync of a file by its path. One RocksDB already removed was flushed into a table file, which RocksDB syncs. */
+async function datasyncFile(path: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await openFile(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
   }
 }
